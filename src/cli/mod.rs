@@ -1,0 +1,91 @@
+//! The command line: parse it, load the configuration, run what was asked.
+//!
+//! The only module (with `main.rs`) that uses `anyhow`: everything below returns typed
+//! errors, and here they become one message for the user, saying what to do next.
+
+mod config_check;
+mod run;
+mod version;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, FlagOverrides, LoadOptions};
+
+/// A fast, transparent MCP router: an MCP client starts it as a stdio server, and it
+/// forwards every message to the MCP server(s) configured, and back.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-router",
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  mcp-router -- python server.py --flag   route to one stdio server, no config file\n  mcp-router --config router.yaml          route as the file says\n  mcp-router config check                  validate and show the effective configuration"
+)]
+pub struct Cli {
+    /// Configuration file (default: $MCP_ROUTER_CONFIG, else mcp-router.yaml in ., ~/.config/claude-cli/, ~/.config/mcp/, /etc/mcp/).
+    #[arg(short = 'c', long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Log level: trace, debug, info, warn, error (overrides logging.level and MCP_LOGGING_LEVEL).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+
+    /// Log format: json or text (overrides logging.format and MCP_LOGGING_FORMAT).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+
+    /// Print version information and exit.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// A stdio MCP server to route to, instead of the configured servers.
+    #[arg(last = true, value_name = "COMMAND")]
+    server: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print version, build time, commit and target.
+    Version,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print the effective settings (secrets masked).
+    Check,
+}
+
+/// Runs the parsed command line; the return value is the process exit code.
+pub fn main(cli: Cli) -> anyhow::Result<i32> {
+    if cli.version || matches!(cli.command, Some(Command::Version)) {
+        version::print()?;
+        return Ok(0);
+    }
+    let mut opts = LoadOptions::from_process_env();
+    opts.config_path = cli.config.clone();
+    opts.flags = FlagOverrides {
+        log_level: cli.log_level.clone(),
+        log_format: cli.log_format.clone(),
+        stdio_command: (!cli.server.is_empty()).then(|| cli.server.clone()),
+        gateway_url: None,
+    };
+    match cli.command {
+        Some(Command::Config {
+            command: ConfigCommand::Check,
+        }) => config_check::run(&opts),
+        Some(Command::Version) => Ok(0),
+        None => {
+            let loaded = config::load(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+            run::run(loaded)
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `mcp-router` (no subcommand): assemble the router for the configuration and run it.
+//!
+//! Builds the task set in one place (a current-thread runtime: the router is I/O-bound,
+//! and one thread gives the lowest added latency and the smallest footprint), then runs the
+//! shutdown sequence in its fixed order. Returns the exit code.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::{ConnectionMode, Loaded, ServerTarget};
+use crate::frontend::fd::{Input, Output};
+use crate::frontend::stdio::{read_client, write_client, ReaderEnd};
+use crate::router::{Limits, Router};
+use crate::upstream::stdio::{Links, StdioUpstream};
+use crate::{shutdown, telemetry, upstream};
+
+/// Messages buffered between tasks (each way); bounded so a slow side slows the other.
+const CHANNEL_DEPTH: usize = 256;
+
+pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
+    let cfg = loaded.config;
+    telemetry::logging::init(&cfg.logging).map_err(anyhow::Error::msg)?;
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let server = match cfg.servers.as_slice() {
+        [] => bail!(
+            "nothing to route to: no servers are configured.\n  Run one stdio server with `mcp-router -- <command> [args…]`,\n  or list servers under `servers:` in the config file (see `mcp-router config check`)."
+        ),
+        [one] => one.clone(),
+        [_, ..] => bail!(
+            "{} servers are configured, but this build routes to one server only (several servers behind one router are not supported yet); keep one entry under `servers:`",
+            cfg.servers.len()
+        ),
+    };
+    if server.connection_mode == ConnectionMode::Gateway {
+        bail!("server '{}' uses connection_mode: gateway, but gateway connections are not supported by this build yet; use connection_mode: direct with a stdio command", server.name);
+    }
+    let command = match &server.target {
+        ServerTarget::Stdio(cmd) => cmd.clone(),
+        ServerTarget::Url(url) => bail!(
+            "server '{}': {}",
+            server.name,
+            upstream::unsupported_target(url).unwrap_or_default()
+        ),
+        ServerTarget::AutoDetect { .. } => bail!(
+            "server '{}' uses auto_detect, which this build does not support yet; give it a `command` instead",
+            server.name
+        ),
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = Instant::now();
+    rt.block_on(async move {
+        let local = cfg.local.clone();
+        let router = Arc::new(Router::new(
+            server.name.clone(),
+            Limits {
+                request_timeout: local.request_timeout,
+                max_queued_requests: local.max_queued_requests,
+            },
+        ));
+        let tracker = TaskTracker::new();
+        let (to_client, client_rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (to_upstream, upstream_rx) = mpsc::channel(CHANNEL_DEPTH);
+        let reader_stop = CancellationToken::new();
+        let upstream_stop = CancellationToken::new();
+        let timer_stop = CancellationToken::new();
+
+        let writer = tracker.spawn(
+            write_client(Output::stdout(), client_rx, local.write_buffer_size)
+                .instrument(tracing::info_span!("client_writer")),
+        );
+        tracker.spawn(
+            StdioUpstream {
+                name: server.name.clone(),
+                command,
+                reconnect: server.reconnect.clone(),
+                max_message_size: local.max_message_size,
+                write_buffer_size: local.write_buffer_size,
+                request_timeout: local.request_timeout,
+                shutdown_grace: local.shutdown_grace,
+            }
+            .run(Links {
+                router: router.clone(),
+                from_router: upstream_rx,
+                to_client: to_client.clone(),
+                shutdown: upstream_stop.clone(),
+                tracker: tracker.clone(),
+            })
+            .instrument(tracing::info_span!("upstream", upstream = %server.name)),
+        );
+        tracker.spawn(
+            run_timer(router.clone(), to_upstream.clone(), to_client.clone(), timer_stop.clone())
+                .instrument(tracing::info_span!("timeouts")),
+        );
+        let mut reader = tracker.spawn(
+            read_client(
+                Input::stdin(),
+                local.max_message_size,
+                local.read_buffer_size,
+                router.clone(),
+                to_upstream.clone(),
+                to_client.clone(),
+                reader_stop.clone(),
+            )
+            .instrument(tracing::info_span!("client_reader")),
+        );
+        tracing::info!(upstream = %server.name, startup_us = started.elapsed().as_micros() as u64, "mcp-router ready");
+
+        // 1. Stop reading stdin: on EOF (the client is done) or a signal.
+        let why = tokio::select! {
+            end = &mut reader => match end {
+                Ok(ReaderEnd::Eof) => "stdin closed",
+                _ => "stdin reader stopped",
+            },
+            sig = shutdown::signal() => {
+                reader_stop.cancel();
+                let _ = (&mut reader).await;
+                sig
+            }
+        };
+        tracing::info!(reason = why, pending = router.pending_len(), "shutting down");
+        // 2. Let pending requests finish until the grace deadline, then fail the rest.
+        tokio::select! {
+            _ = shutdown::settle_pending(&router, local.shutdown_grace, &to_client) => {}
+            sig = shutdown::signal() => tracing::warn!("{sig} again: not waiting for pending requests"),
+        }
+        for reply in router.fail_all(&crate::wire::RouterError::new(crate::wire::ErrorKind::ShuttingDown, "router shutting down")) {
+            let _ = to_client.send(reply).await;
+        }
+        // 3. Stop the upstream (close its stdin, grace, end its process group) and timers.
+        timer_stop.cancel();
+        upstream_stop.cancel();
+        drop(to_upstream);
+        drop(to_client);
+        tracker.close();
+        // 4. The writer ends once every sender is gone, after a final flush.
+        tracker.wait().await;
+        let _ = writer.await;
+        tracing::info!("mcp-router stopped");
+    });
+    Ok(0)
+}
+
+/// Fires request timeouts: the earliest deadline is always the one being slept on.
+async fn run_timer(
+    router: Arc<Router>,
+    to_upstream: mpsc::Sender<crate::router::Outgoing>,
+    to_client: mpsc::Sender<bytes::Bytes>,
+    stop: CancellationToken,
+) {
+    loop {
+        let next = router.next_deadline();
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = router.deadline_changed.notified() => continue,
+            _ = sleep => {}
+        }
+        let (replies, cancels) = router.expire(Instant::now());
+        for reply in replies {
+            if to_client.send(reply).await.is_err() {
+                return;
+            }
+        }
+        for cancel in cancels {
+            // The upstream may be gone already; the client has its answer either way.
+            let _ = to_upstream.try_send(cancel);
+        }
+    }
+}

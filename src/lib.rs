@@ -1,0 +1,36 @@
+//! # mcp-router
+//!
+//! A transparent, fast MCP router: an MCP client starts it as a stdio server, and it
+//! forwards every JSON-RPC message, as bytes, to the MCP server configured, and back.
+//!
+//! # Layout — the tree is the message path
+//!
+//! ```text
+//! main.rs            thin entry: parse the CLI, call cli::main, map errors to exit codes
+//! cli/               commands (run, version, config check); the only anyhow user
+//! config/            validated plain structs + load(file, env, flags); raw.rs, env.rs
+//! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
+//! router/            decides, never does I/O: mod.rs (shared state), pending.rs,
+//!                    session.rs (client handshake kept for replay)
+//! upstream/          one supervisor per server: stdio.rs (child process)
+//! wire/              bytes ↔ messages, no I/O: message.rs, id.rs, id_scan.rs,
+//!                    ndjson.rs, error.rs (the only place JSON-RPC errors are built)
+//! resilience/        pure state machines with injected time: backoff.rs
+//! telemetry/         logging.rs
+//! shutdown.rs        signals and the ordered drain of pending requests
+//! ```
+//!
+//! Message path: `frontend::stdio` frames stdin with `wire::ndjson`, parses the envelope
+//! once (`wire::message`), asks `router` what to do, and hands bytes to the upstream's
+//! channel; the upstream's reader asks `router` about each reply and hands bytes to the
+//! single stdout writer. `docs/architecture.md` has the full picture.
+
+pub mod cli;
+pub mod config;
+pub mod frontend;
+pub mod resilience;
+pub mod router;
+pub mod shutdown;
+pub mod telemetry;
+pub mod upstream;
+pub mod wire;

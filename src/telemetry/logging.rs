@@ -1,0 +1,33 @@
+//! Logging setup: `tracing` to stderr, JSON or text, at the configured level.
+//!
+//! Stdout is the protocol and is never a log target. Payloads are logged only at `trace`;
+//! secrets never (they are not in the structs that get logged).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LoggingConfig};
+
+/// Installs the global subscriber. Returns an error text for a bad level directive.
+pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&cfg.level).map_err(|e| {
+        format!(
+            "logging.level '{}' is not a valid level or filter: {e}",
+            cfg.level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(false);
+    let result = match cfg.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // A subscriber already installed (tests) is fine.
+    let _ = result;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Observability: structured logs now; metrics and the health endpoint join here.
+
+pub mod logging;

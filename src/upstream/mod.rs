@@ -1,0 +1,23 @@
+//! Upstreams: one supervisor task per MCP server, owning its connection or child process.
+//!
+//! The router hands each upstream [`Outgoing`](crate::router::Outgoing) bytes through a
+//! bounded channel; the upstream writes them, reads what comes back, asks the router what to
+//! do with each message, and sends deliverable bytes to the client writer. Reading and
+//! writing run in separate tasks so a peer that stops reading can never stop us reading it.
+//! Only transports live here; routing decisions do not.
+
+pub mod stdio;
+
+/// Why an upstream cannot be used in this build.
+pub fn unsupported_target(url: &str) -> Option<String> {
+    let scheme = url.split("://").next().unwrap_or(url);
+    let what = match scheme {
+        "http" | "https" => "Streamable HTTP / HTTP+SSE",
+        "ws" | "wss" => "WebSocket",
+        "tcp" | "tcps" | "tcp+tls" => "the TCP binary protocol",
+        _ => return Some(format!("'{url}' has an unknown scheme '{scheme}' (use a command line, http(s)://, ws(s)://, tcp://, tcps://)")),
+    };
+    Some(format!(
+        "servers with url '{url}' need {what}, which this build of mcp-router does not support yet; use a stdio command instead"
+    ))
+}

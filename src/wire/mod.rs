@@ -1,0 +1,17 @@
+//! Bytes ↔ JSON-RPC messages. No I/O, no tasks, no clocks.
+//!
+//! Everything that turns bytes from a peer into something the router can route (and
+//! back) lives here, and only here: the line codec, the once-per-message envelope parse,
+//! request ids and their rewrite, and the JSON-RPC errors the router itself writes.
+//! Payloads are never re-serialized: a [`Message`] keeps the exact bytes it arrived as.
+
+pub mod error;
+pub mod id;
+pub mod id_scan;
+pub mod message;
+pub mod ndjson;
+
+pub use error::{ErrorKind, RouterError};
+pub use id::Id;
+pub use message::{Kind, Message, ParseError};
+pub use ndjson::{Frame, NdjsonCodec};
