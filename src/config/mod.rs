@@ -201,6 +201,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             "MCP_LOCAL_REQUEST_TIMEOUT_MS" => {
                 config.local.request_timeout = Duration::from_millis(v.parse().unwrap_or(30000))
             }
+            "MCP_LOCAL_MAX_QUEUED_REQUESTS" => {
+                config.local.max_queued_requests = v.parse().unwrap_or(100)
+            }
             "MCP_LOCAL_MAX_MESSAGE_SIZE" => {
                 config.local.max_message_size = v.parse().unwrap_or(10485760)
             }

@@ -1,0 +1,10 @@
+//! The one end-to-end test binary: the real `mcp-router` binary against real peers.
+//! Each capability has its own file under `tests/e2e/`.
+
+#[path = "e2e/support/mod.rs"]
+mod support;
+
+#[path = "e2e/cli.rs"]
+mod cli;
+#[path = "e2e/stdio.rs"]
+mod stdio;

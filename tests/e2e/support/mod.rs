@@ -1,0 +1,292 @@
+//! Test support: spawn the built router binary and talk to it over real pipes.
+//!
+//! Everything here is synchronous and bounded: every wait has a timeout, so a broken
+//! router fails a test instead of hanging it. Peers installed by `scripts/setup-peers`
+//! are found under `target/peers` (or `$MCP_ROUTER_PEERS`); when one is missing, a test
+//! fails under `CI=true` and is skipped (with a message) elsewhere.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn router_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-router"))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn py_script(name: &str) -> PathBuf {
+    repo_root().join("tests/e2e/support/py").join(name)
+}
+
+/// The system Python (standard library only scripts).
+pub fn python() -> String {
+    std::env::var("MCP_ROUTER_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Where `scripts/setup-peers` installed the peers.
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("MCP_ROUTER_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/peers"))
+}
+
+/// Returns `Some(path)` if the peer exists; otherwise fails under CI, skips elsewhere.
+pub fn require_peer(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!(
+        "{what} not found at {} — run scripts/setup-peers",
+        path.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIP: {msg}");
+    None
+}
+
+/// The venv Python with the official `mcp` SDK.
+pub fn sdk_python() -> Option<PathBuf> {
+    require_peer(
+        peers_dir().join("venv/bin/python"),
+        "the Python mcp SDK venv",
+    )
+}
+
+/// `node_modules/@modelcontextprotocol/server-everything/dist/index.js`.
+pub fn server_everything() -> Option<PathBuf> {
+    require_peer(
+        peers_dir().join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+        "@modelcontextprotocol/server-everything",
+    )
+}
+
+/// A running router with piped stdio.
+pub struct RouterProc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Spawn<'a> {
+    pub args: Vec<String>,
+    pub env: Vec<(&'a str, String)>,
+}
+
+impl RouterProc {
+    /// Starts `mcp-router <args>` in a fresh temp dir (also its HOME, so no user config
+    /// file is picked up).
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> RouterProc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, args, env)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> RouterProc {
+        let mut cmd = Command::new(router_bin());
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("MCP_ROUTER_CONFIG")
+            .env("MCP_LOGGING_FORMAT", "text")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn mcp-router");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let err_buf = Arc::new(Mutex::new(String::new()));
+        let sink = err_buf.clone();
+        thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut buf = String::new();
+            while let Ok(n) = r.read_line(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if std::env::var_os("E2E_ECHO_STDERR").is_some() {
+                    eprint!("[router] {buf}");
+                }
+                sink.lock().unwrap().push_str(&buf);
+                buf.clear();
+            }
+        });
+        RouterProc {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr: err_buf,
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to router");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn send(&mut self, v: &Value) {
+        let mut line = serde_json::to_vec(v).unwrap();
+        line.push(b'\n');
+        self.send_raw(&line);
+    }
+
+    /// The next line from the router's stdout, parsed.
+    pub fn recv(&self, timeout: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Some(serde_json::from_str(&line).unwrap_or_else(|e| {
+                panic!("router wrote a non-JSON line on stdout ({e}): {line:.200}")
+            })),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    pub fn recv_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Waits for the response with `id`, returning it and anything else seen before it.
+    pub fn response(&self, id: &Value) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + WAIT;
+        let mut others = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(v) = self.recv(left) else {
+                panic!(
+                    "no response with id {id} within {WAIT:?}; saw {others:?}\nstderr:\n{}",
+                    self.stderr()
+                );
+            };
+            if v.get("id") == Some(id) && v.get("method").is_none() {
+                return (v, others);
+            }
+            others.push(v);
+        }
+    }
+
+    pub fn request(&mut self, id: Value, method: &str, params: Value) -> Value {
+        self.send(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
+        self.response(&id).0
+    }
+
+    pub fn initialize(&mut self, version: &str) -> Value {
+        let r = self.request(
+            json!(0),
+            "initialize",
+            json!({"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}),
+        );
+        self.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+        r
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the router's log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.stderr().contains(needle))
+    }
+}
+
+impl Drop for RouterProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lines of a file (empty if it does not exist yet).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s.lines().map(str::to_owned).collect()
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The fault server's command line, as words after `--`.
+pub fn fault_server(extra: &[&str]) -> Vec<String> {
+    let mut v = vec![python(), py_script("fault_server.py").display().to_string()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
