@@ -276,7 +276,18 @@ impl StdioUpstream {
                         self.stop(child, stdin, reader).await;
                         return End::Shutdown;
                     };
-                    write_result = self.write_batch(&mut stdin, out, gen, &mut links.from_router).await;
+                    // A child that stops reading must not make us deaf to shutdown.
+                    let written = tokio::select! {
+                        r = self.write_batch(&mut stdin, out, gen, &mut links.from_router) => Some(r),
+                        _ = links.shutdown.cancelled() => None,
+                    };
+                    match written {
+                        Some(r) => write_result = r,
+                        None => {
+                            self.stop(child, stdin, reader).await;
+                            return End::Shutdown;
+                        }
+                    }
                 }
             }
         };
@@ -330,7 +341,8 @@ impl StdioUpstream {
     /// Graceful stop: close stdin, wait the grace period, then end the process group.
     async fn stop(&self, mut child: Child, mut stdin: BufWriter<ChildStdin>, mut reader: Reader) {
         let pid = child.id();
-        let _ = stdin.flush().await;
+        // Bounded: a child that stopped reading would otherwise hold shutdown forever.
+        let _ = tokio::time::timeout(self.shutdown_grace, stdin.flush()).await;
         drop(stdin);
         let exited = tokio::time::timeout(self.shutdown_grace, child.wait()).await;
         match exited {
