@@ -412,3 +412,34 @@ fn child_stderr_goes_to_the_log_tagged_and_never_to_stdout() {
     );
     assert!(r.recv(Duration::from_millis(200)).is_none());
 }
+
+#[test]
+fn a_server_that_stops_reading_cannot_hang_shutdown() {
+    let mut r = start(&["--stall-after-init"], &[]);
+    r.initialize("2025-06-18");
+    let ps = pids(&r);
+    // Far more than a pipe holds: the router's writes to the child block.
+    let text = "q".repeat(512 * 1024);
+    for i in 0..8 {
+        r.send(&json!({"jsonrpc":"2.0","id":i + 10,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}}));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    r.signal("TERM");
+    let status = r
+        .wait_exit(Duration::from_secs(15))
+        .expect("router must exit");
+    assert_eq!(status.code(), Some(0));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    // Every request got exactly one answer.
+    let mut ids = Vec::new();
+    while let Some(v) = r.recv(Duration::from_millis(200)) {
+        assert_eq!(kind(&v), "shutting_down", "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (10..18).collect::<Vec<i64>>());
+    assert!(wait_until(Duration::from_secs(5), || ps
+        .iter()
+        .all(|p| !alive(*p))));
+}

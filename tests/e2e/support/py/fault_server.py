@@ -13,7 +13,8 @@ It records every line it receives (--record FILE, one line each, flushed), write
   anything else w/ id   -> {"method": <method>}
 Options: --ignore-eof (keep running after stdin closes, to test the kill path),
 --grandchild (start a long `sleep` in the same process group, to test group kill),
---crash-on-start (exit 4 before reading anything).
+--crash-on-start (exit 4 before reading anything), --stall-after-init (answer initialize,
+then never read stdin again).
 """
 import argparse
 import json
@@ -41,6 +42,7 @@ def main():
     ap.add_argument("--ignore-eof", action="store_true")
     ap.add_argument("--grandchild", action="store_true")
     ap.add_argument("--crash-on-start", action="store_true")
+    ap.add_argument("--stall-after-init", action="store_true")
     args = ap.parse_args()
     if args.crash_on_start:
         sys.exit(4)
@@ -82,6 +84,10 @@ def main():
                 threading.Thread(target=sleeper, args=(msg["id"], a.get("ms", 1000)), daemon=True).start()
                 continue
         send(reply_for(msg))
+        if args.stall_after_init and method == "initialize":
+            # Stop reading stdin for good (the pipe fills up behind us).
+            while True:
+                time.sleep(1)
     print("fault_server stdin closed", file=sys.stderr, flush=True)
     if args.ignore_eof:
         while True:
