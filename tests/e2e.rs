@@ -6,5 +6,7 @@ mod support;
 
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/interop.rs"]
+mod interop;
 #[path = "e2e/stdio.rs"]
 mod stdio;

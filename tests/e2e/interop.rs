@@ -1,0 +1,115 @@
+//! The official Python `mcp` SDK client and real servers (the Python SDK's `MCPServer`,
+//! `@modelcontextprotocol/server-everything`), with and without the router in between:
+//! the same scenario must give the same results.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `scenario_client.py` against `server` (directly or through the router) and returns
+/// its normalized JSON document.
+fn scenario(py: &Path, mode: &str, peer: &str, server: &[String], via_router: bool) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(py);
+    cmd.arg(py_script("scenario_client.py"))
+        .args(["--mode", mode, "--peer", peer, "--"])
+        .current_dir(dir.path())
+        .env("MCP_LOGGING_FORMAT", "text")
+        .env_remove("MCP_ROUTER_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if via_router {
+        cmd.arg(router_bin()).arg("--");
+    }
+    cmd.args(server);
+    let mut child = cmd.spawn().expect("start scenario client");
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > SCENARIO_TIMEOUT {
+            let _ = child.kill();
+            panic!("scenario {mode}/{peer} (router: {via_router}) took over {SCENARIO_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "scenario {mode}/{peer} (router: {via_router}) failed: {}\nstdout: {stdout:.2000}\nstderr: {:.6000}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("scenario output is not JSON ({e}): {stdout:.500}"))
+}
+
+fn same_with_and_without_router(mode: &str, peer: &str, server: Vec<String>, py: &Path) {
+    let direct = scenario(py, mode, peer, &server, false);
+    let routed = scenario(py, mode, peer, &server, true);
+    if direct != routed {
+        let a = serde_json::to_string_pretty(&direct).unwrap();
+        let b = serde_json::to_string_pretty(&routed).unwrap();
+        let diff: Vec<String> = a
+            .lines()
+            .zip(b.lines())
+            .filter(|(x, y)| x != y)
+            .take(20)
+            .map(|(x, y)| format!("- {x}\n+ {y}"))
+            .collect();
+        panic!("{mode}/{peer}: results differ through the router:\n{}", diff.join("\n"));
+    }
+    // The scenario really exercised the server (not an empty document on both sides).
+    assert!(direct.as_object().is_some_and(|o| o.len() >= 3), "{direct}");
+}
+
+fn sdk_server(py: &Path) -> Vec<String> {
+    vec![
+        py.display().to_string(),
+        py_script("sdk_server.py").display().to_string(),
+        "--transport".into(),
+        "stdio".into(),
+    ]
+}
+
+fn everything() -> Option<Vec<String>> {
+    let js = server_everything()?;
+    Some(vec!["node".into(), js.display().to_string(), "stdio".into()])
+}
+
+#[test]
+fn python_sdk_server_legacy_mode() {
+    let Some(py) = sdk_python() else { return };
+    same_with_and_without_router("legacy", "sdk", sdk_server(&py), &py);
+}
+
+#[test]
+fn python_sdk_server_2026_mode() {
+    let Some(py) = sdk_python() else { return };
+    same_with_and_without_router("2026-07-28", "sdk", sdk_server(&py), &py);
+}
+
+#[test]
+fn python_sdk_server_auto_mode() {
+    let Some(py) = sdk_python() else { return };
+    same_with_and_without_router("auto", "sdk", sdk_server(&py), &py);
+}
+
+#[test]
+fn server_everything_legacy_mode() {
+    let Some(py) = sdk_python() else { return };
+    let Some(server) = everything() else { return };
+    same_with_and_without_router("legacy", "everything", server, &py);
+}
+
+#[test]
+fn server_everything_auto_mode() {
+    let Some(py) = sdk_python() else { return };
+    let Some(server) = everything() else { return };
+    same_with_and_without_router("auto", "everything", server, &py);
+}
