@@ -347,4 +347,61 @@ mod tests {
         let again = Message::parse(r.raw().clone()).unwrap();
         assert_eq!(again.id(), r.id());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid_message() -> impl Strategy<Value = (String, Option<i64>, String)> {
+            (
+                proptest::option::of(any::<i64>()),
+                "[a-z/]{1,20}",
+                "[ -~]{0,40}",
+            )
+                .prop_map(|(id, method, text)| {
+                    let params = serde_json::json!({"text": text, "_meta": {"k": [1, null, "x"]}});
+                    let mut obj =
+                        serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params});
+                    if let Some(id) = id {
+                        obj["id"] = id.into();
+                    }
+                    (obj.to_string(), id, method)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
+                let _ = Message::parse(Bytes::from(data));
+            }
+
+            #[test]
+            fn mutated_messages_never_panic((line, _, _) in valid_message(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+                let mut b = line.into_bytes();
+                let i = pos.index(b.len());
+                b[i] = byte;
+                let _ = Message::parse(Bytes::from(b));
+            }
+
+            #[test]
+            fn envelope_is_read_and_bytes_are_kept((line, id, method) in valid_message()) {
+                let m = Message::parse(Bytes::from(line.clone())).unwrap();
+                prop_assert_eq!(&m.raw()[..], line.as_bytes());
+                prop_assert_eq!(m.method(), Some(method.as_str()));
+                prop_assert_eq!(m.id().map(|i| i.as_json().to_owned()), id.map(|i| i.to_string()));
+                let want = if id.is_some() { Kind::Request } else { Kind::Notification };
+                prop_assert_eq!(m.kind(), want);
+            }
+
+            #[test]
+            fn with_id_then_parse_round_trips((line, id, _) in valid_message(), n in 0u32..1000) {
+                prop_assume!(id.is_some());
+                let m = Message::parse(Bytes::from(line)).unwrap();
+                let new = Id::router_owned(&format!("r-{n}"));
+                let again = Message::parse(m.with_id(&new).into_raw()).unwrap();
+                prop_assert_eq!(again.id(), Some(&new));
+                prop_assert_eq!(again.method(), m.method());
+            }
+        }
+    }
 }

@@ -46,7 +46,8 @@ fn scenario(py: &Path, mode: &str, peer: &str, server: &[String], via_router: bo
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("scenario output is not JSON ({e}): {stdout:.500}"))
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("scenario output is not JSON ({e}): {stdout:.500}"))
 }
 
 fn same_with_and_without_router(mode: &str, peer: &str, server: Vec<String>, py: &Path) {
@@ -62,7 +63,10 @@ fn same_with_and_without_router(mode: &str, peer: &str, server: Vec<String>, py:
             .take(20)
             .map(|(x, y)| format!("- {x}\n+ {y}"))
             .collect();
-        panic!("{mode}/{peer}: results differ through the router:\n{}", diff.join("\n"));
+        panic!(
+            "{mode}/{peer}: results differ through the router:\n{}",
+            diff.join("\n")
+        );
     }
     // The scenario really exercised the server (not an empty document on both sides).
     assert!(direct.as_object().is_some_and(|o| o.len() >= 3), "{direct}");
@@ -79,7 +83,11 @@ fn sdk_server(py: &Path) -> Vec<String> {
 
 fn everything() -> Option<Vec<String>> {
     let js = server_everything()?;
-    Some(vec!["node".into(), js.display().to_string(), "stdio".into()])
+    Some(vec![
+        "node".into(),
+        js.display().to_string(),
+        "stdio".into(),
+    ])
 }
 
 #[test]
