@@ -57,17 +57,20 @@ pub async fn read_client(
                 return ReaderEnd::Error;
             }
             Some(Ok(Frame::Line(bytes))) => match Message::parse(bytes) {
-                Ok(msg) => match router.from_client(msg, Instant::now()) {
-                    ClientDecision::Forward(out) => {
-                        if to_upstream.send(out).await.is_err() {
-                            tracing::debug!("upstream is gone; stopping the reader");
-                            return ReaderEnd::Error;
+                Ok(msg) => {
+                    tracing::debug!(kind = ?msg.kind(), id = ?msg.id(), method = ?msg.method(), len = msg.raw().len(), "from client");
+                    match router.from_client(msg, Instant::now()) {
+                        ClientDecision::Forward(out) => {
+                            if to_upstream.send(out).await.is_err() {
+                                tracing::debug!("upstream is gone; stopping the reader");
+                                return ReaderEnd::Error;
+                            }
+                            None
                         }
-                        None
+                        ClientDecision::Reply(bytes) => Some(bytes),
+                        ClientDecision::Queued | ClientDecision::Drop => None,
                     }
-                    ClientDecision::Reply(bytes) => Some(bytes),
-                    ClientDecision::Queued | ClientDecision::Drop => None,
-                },
+                }
                 Err(ParseError::NotJson(detail)) => {
                     tracing::warn!("client sent a line that is not JSON: {detail}");
                     Some(

@@ -1,0 +1,170 @@
+"""Runs a fixed MCP scenario with the official Python SDK client and prints the results.
+
+    python scenario_client.py --mode legacy|2026-07-28|auto --peer sdk|everything -- CMD [ARGS...]
+
+Launches CMD over the SDK's stdio transport (with the full environment), runs the scenario
+for that peer, and prints ONE JSON document (sorted keys) to stdout. The interop tests run it
+once against a server directly and once with `mcp-router --` in front, and compare the two
+documents: the router must be invisible. Exits non-zero with a message on any failure.
+
+Nondeterministic values are dropped before printing: none for the `sdk` peer; for
+`everything`, the `_meta` of results (timestamps/request ids inside) where present.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp_types import (
+    CreateMessageResult,
+    ElicitResult,
+    TextContent,
+)
+
+
+def dump(model: Any) -> Any:
+    if isinstance(model, list):
+        return [dump(m) for m in model]
+    if hasattr(model, "model_dump"):
+        return model.model_dump(mode="json", exclude_none=True, by_alias=True)
+    return model
+
+
+def strip_meta(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: strip_meta(x) for k, x in v.items() if k != "_meta"}
+    if isinstance(v, list):
+        return [strip_meta(x) for x in v]
+    return v
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.logs: list[Any] = []
+        self.elicitations: list[Any] = []
+        self.samplings: list[Any] = []
+
+    async def on_log(self, params: Any) -> None:
+        self.logs.append({"level": params.level, "data": params.data, "logger": params.logger})
+
+    async def on_elicit(self, context: Any, params: Any) -> Any:
+        self.elicitations.append(params.message)
+        return ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def on_sample(self, context: Any, params: Any) -> Any:
+        first = params.messages[0].content if params.messages else None
+        self.samplings.append(getattr(first, "text", None))
+        return CreateMessageResult(
+            role="assistant",
+            content=TextContent(type="text", text="sampled reply"),
+            model="test-model",
+            stopReason="endTurn",
+        )
+
+
+async def call_with_progress(client: Client, name: str, args: dict[str, Any]) -> tuple[Any, list[Any]]:
+    seen: list[Any] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append({"progress": progress, "total": total, "message": message})
+
+    result = await client.call_tool(name, args, progress_callback=on_progress)
+    return dump(result), seen
+
+
+async def sdk_scenario(client: Client, rec: Recorder, mode: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    out["tools"] = sorted((dump(t) for t in (await client.list_tools()).tools), key=lambda t: t["name"])
+    out["resources"] = dump((await client.list_resources()).resources)
+    out["templates"] = dump((await client.list_resource_templates()).resource_templates)
+    out["prompts"] = dump((await client.list_prompts()).prompts)
+    out["echo"] = dump(await client.call_tool("echo", {"text": "héllo ✓ \"quoted\"\n"}))
+    out["add"] = dump(await client.call_tool("add", {"a": 2, "b": 40}))
+    out["slow"], out["progress"] = await call_with_progress(client, "slow", {"steps": 4})
+    out["chatty"] = dump(await client.call_tool("chatty", {}))
+    out["ask_name"] = dump(await client.call_tool("ask_name", {}))
+    out["read_static"] = dump(await client.read_resource("demo://static"))
+    out["read_template"] = dump(await client.read_resource("demo://greeting/router"))
+    out["prompt"] = dump(await client.get_prompt("review", {"code": "print(1)"}))
+    if client.protocol_version != "2026-07-28":
+        out["ping"] = dump(await client.send_ping())
+    # Cancellation: the client gives up on a long call (it sends notifications/cancelled in
+    # the handshake era, or abandons the request in 2026-07-28); the session goes on.
+    try:
+        await client.call_tool("slow", {"steps": 40, "delay": 0.1}, read_timeout_seconds=0.3)
+        out["cancel"] = "not cancelled"
+    except Exception as e:  # the SDK's timeout error
+        out["cancel"] = type(e).__name__
+    out["after_cancel"] = dump(await client.call_tool("echo", {"text": "after cancel"}))
+    # Let trailing notifications (logs) arrive before reading the recorder.
+    await asyncio.sleep(0.2)
+    out["logs"] = rec.logs
+    out["elicitations"] = rec.elicitations
+    return out
+
+
+async def everything_scenario(client: Client, rec: Recorder, mode: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    tools = sorted((dump(t) for t in (await client.list_tools()).tools), key=lambda t: t["name"])
+    out["tools"] = tools
+    out["resources"] = strip_meta(dump((await client.list_resources()).resources))
+    out["prompts"] = dump((await client.list_prompts()).prompts)
+    out["echo"] = dump(await client.call_tool("echo", {"message": "héllo ✓"}))
+    out["get-sum"] = dump(await client.call_tool("get-sum", {"a": 2, "b": 40}))
+    out["long"], out["progress"] = await call_with_progress(
+        client, "trigger-long-running-operation", {"duration": 1, "steps": 4}
+    )
+    out["sampling"] = strip_meta(dump(await client.call_tool("trigger-sampling-request", {"prompt": "hi", "maxTokens": 20})))
+    first = out["resources"][0]["uri"] if out["resources"] else None
+    if first:
+        out["read"] = strip_meta(dump(await client.read_resource(first)))
+    prompt_names = [p["name"] for p in out["prompts"]]
+    if "simple-prompt" in prompt_names:
+        out["prompt"] = dump(await client.get_prompt("simple-prompt", {}))
+    out["ping"] = dump(await client.send_ping())
+    out["samplings"] = rec.samplings
+    return out
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", required=True, choices=["legacy", "2026-07-28", "auto"])
+    ap.add_argument("--peer", required=True, choices=["sdk", "everything"])
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not cmd:
+        print("scenario_client: no server command given after --", file=sys.stderr)
+        return 2
+    params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
+    rec = Recorder()
+    async with Client(
+        params,
+        mode=args.mode,
+        cache=None,
+        read_timeout_seconds=30,
+        logging_callback=rec.on_log,
+        elicitation_callback=rec.on_elicit,
+        sampling_callback=rec.on_sample,
+        log_level="info",
+    ) as client:
+        out: dict[str, Any] = {
+            "protocol_version": client.protocol_version,
+            "server_info": dump(client.server_info),
+            "instructions": client.instructions,
+        }
+        if args.peer == "sdk":
+            out.update(await sdk_scenario(client, rec, args.mode))
+        else:
+            out.update(await everything_scenario(client, rec, args.mode))
+    print(json.dumps(out, sort_keys=True, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
