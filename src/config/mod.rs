@@ -5,31 +5,193 @@
 //! of what users write lives in `raw.rs`; the `MCP_*` table in `env.rs`. This module never
 //! does network I/O and never starts tasks.
 
+mod duration;
+mod env;
+mod load;
+mod raw;
+mod render;
+mod validate;
+
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serialize;
+
+pub use env::{EnvVar, Kind as EnvKind, ENV_VARS};
+pub use load::{load, ConfigError, FlagOverrides, LoadOptions, Loaded};
+pub use raw::{RawAdvanced, RawAuth, RawDirect, RawGatewayPool, RawPool, RawRateLimit, RawTracing};
+pub use render::render_effective;
+pub use validate::CIPHER_SUITES;
+
 /// The whole, validated configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub version: u32,
     pub servers: Vec<ServerConfig>,
+    /// The remote gateway, when one is configured (`gateway.url` or `gateway.endpoints`).
+    pub gateway: Option<GatewayConfig>,
+    /// The Go router's multi-gateway shape: accepted and validated, kept as written.
+    pub gateway_pool: Option<RawGatewayPool>,
+    #[serde(rename = "direct_clients")]
+    pub direct: DirectConfig,
     pub local: LocalConfig,
     pub logging: LoggingConfig,
+    pub metrics: MetricsConfig,
+    /// Accepted and validated for compatibility; kept as written.
+    pub tracing: Option<RawTracing>,
+    pub advanced: Option<RawAdvanced>,
+    /// Secrets from the environment; never printed.
+    pub secrets: Secrets,
+}
+
+impl Default for Config {
+    /// The defaults of an empty file.
+    fn default() -> Self {
+        validate::validate(
+            &raw::RawConfig::default(),
+            &mut validate::Problems::default(),
+        )
+    }
+}
+
+/// A secret value: `Debug` and `Display` print `***`, so it cannot leak through a log
+/// line or an error message by accident. Read it with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Secrets given through the environment (`MCP_AUTH_TOKEN`, `MCP_CLIENT_SECRET`,
+/// `MCP_OAUTH_PASSWORD`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Secrets {
+    pub auth_token: Option<Secret>,
+    pub client_secret: Option<Secret>,
+    pub oauth_password: Option<Secret>,
+}
+
+/// The gateway connection settings (validated; used by the gateway upstream).
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayConfig {
+    /// In order of preference: `gateway.url` first, then `gateway.endpoints[].url`.
+    pub endpoints: Vec<String>,
+    /// `websocket` or `tcp`.
+    pub protocol_preference: String,
+    pub auto_select: bool,
+    /// `bearer`, `mtls` or `oauth2`.
+    pub auth_type: String,
+    pub auth: RawAuth,
+    #[serde(rename = "timeout_ms", serialize_with = "render::millis")]
+    pub timeout: Duration,
+    #[serde(rename = "keepalive_interval_ms", serialize_with = "render::millis")]
+    pub keepalive_interval: Duration,
+    pub reconnect: ReconnectPolicy,
+    pub pool: RawPool,
+    pub tls: TlsConfig,
+}
+
+/// TLS client settings; verification is on unless explicitly turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsConfig {
+    pub verify: bool,
+    pub ca_cert_path: Option<PathBuf>,
+    /// `1.2` or `1.3`.
+    pub min_version: String,
+    pub cipher_suites: Vec<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub pinned_spki_sha256: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            ca_cert_path: None,
+            min_version: "1.3".into(),
+            cipher_suites: Vec::new(),
+            client_cert: None,
+            client_key: None,
+            pinned_spki_sha256: Vec::new(),
+        }
+    }
+}
+
+/// `direct_clients:` (alias `direct:`): how servers are reached without the gateway.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectConfig {
+    pub enabled: bool,
+    pub auto_detection_enabled: bool,
+    /// Per-candidate probe timeout.
+    #[serde(serialize_with = "render::duration")]
+    pub auto_detection_timeout: Duration,
+    pub preferred_order: Vec<String>,
+    pub cache_results: bool,
+    #[serde(serialize_with = "render::duration")]
+    pub cache_ttl: Duration,
+    /// The whole section as written (transport tunables used by later transports).
+    #[serde(skip)]
+    pub raw: RawDirect,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// `host:port`; loopback unless configured otherwise.
+    pub endpoint: String,
+    pub path: String,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One upstream MCP server reached directly (or, with `connection_mode: gateway`, through
 /// the gateway).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
     pub name: String,
     pub connection_mode: ConnectionMode,
+    #[serde(flatten)]
     pub target: ServerTarget,
     /// Restart (stdio) / reconnect (network) policy for this server.
     pub reconnect: ReconnectPolicy,
+    /// Extra HTTP/WebSocket headers for network servers (values may be secrets).
+    #[serde(
+        serialize_with = "render::masked_values",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ConnectionMode {
     #[default]
     Direct,
@@ -52,20 +214,24 @@ pub enum ServerTarget {
 }
 
 /// A child process to spawn.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StdioCommand {
     pub program: String,
     pub args: Vec<String>,
+    #[serde(serialize_with = "render::masked_values")]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
 }
 
 /// Exponential backoff with jitter; `max_attempts: None` retries forever.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReconnectPolicy {
+    #[serde(rename = "initial_delay_ms", serialize_with = "render::millis")]
     pub initial_delay: Duration,
+    #[serde(rename = "max_delay_ms", serialize_with = "render::millis")]
     pub max_delay: Duration,
     pub multiplier: f64,
+    #[serde(serialize_with = "render::attempts")]
     pub max_attempts: Option<u32>,
     pub jitter: f64,
 }
@@ -83,8 +249,9 @@ impl Default for ReconnectPolicy {
 }
 
 /// The client-facing side: limits and timeouts that apply to every request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LocalConfig {
+    #[serde(rename = "request_timeout_ms", serialize_with = "render::millis")]
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub max_queued_requests: usize,
@@ -94,7 +261,10 @@ pub struct LocalConfig {
     pub write_buffer_size: usize,
     /// How long shutdown waits for in-flight requests, and then for a child to exit after
     /// its stdin is closed, before it is killed.
+    #[serde(rename = "shutdown_grace_ms", serialize_with = "render::millis")]
     pub shutdown_grace: Duration,
+    /// Token bucket for client requests (off unless enabled or a rate is given).
+    pub rate_limit: RawRateLimit,
 }
 
 impl Default for LocalConfig {
@@ -107,15 +277,18 @@ impl Default for LocalConfig {
             read_buffer_size: 65_536,
             write_buffer_size: 65_536,
             shutdown_grace: Duration::from_millis(2_000),
+            rate_limit: RawRateLimit::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoggingConfig {
     /// A `tracing` filter directive: `trace`, `debug`, `info`, `warn`, `error`.
     pub level: String,
     pub format: LogFormat,
+    /// Add the source file and line to each log line.
+    pub include_caller: bool,
 }
 
 impl Default for LoggingConfig {
@@ -123,101 +296,18 @@ impl Default for LoggingConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Json,
+            include_caller: false,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Json,
     Text,
 }
 
-// ---- temporary: replaced by the full loader ----
-#[derive(Debug, Clone, Default)]
-pub struct FlagOverrides {
-    pub log_level: Option<String>,
-    pub log_format: Option<String>,
-    pub stdio_command: Option<Vec<String>>,
-    pub gateway_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct LoadOptions {
-    pub config_path: Option<PathBuf>,
-    pub env: Vec<(String, String)>,
-    pub flags: FlagOverrides,
-}
-
-impl LoadOptions {
-    pub fn from_process_env() -> Self {
-        Self {
-            env: std::env::vars_os()
-                .map(|(k, v)| {
-                    (
-                        k.to_string_lossy().into_owned(),
-                        v.to_string_lossy().into_owned(),
-                    )
-                })
-                .collect(),
-            ..Self::default()
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct Loaded {
-    pub config: Config,
-    pub source: Option<PathBuf>,
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
-pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
-    let mut config = Config::default();
-    if let Some(words) = &opts.flags.stdio_command {
-        let program = words.first().cloned().unwrap_or_default();
-        config.servers.push(ServerConfig {
-            name: program.clone(),
-            connection_mode: ConnectionMode::Direct,
-            target: ServerTarget::Stdio(StdioCommand {
-                program,
-                args: words[1..].to_vec(),
-                ..Default::default()
-            }),
-            reconnect: ReconnectPolicy::default(),
-        });
-    }
-    if let Some(l) = &opts.flags.log_level {
-        config.logging.level = l.clone();
-    }
-    for (k, v) in &opts.env {
-        match k.as_str() {
-            "MCP_LOGGING_LEVEL" => config.logging.level = v.clone(),
-            "MCP_LOCAL_REQUEST_TIMEOUT_MS" => {
-                config.local.request_timeout = Duration::from_millis(v.parse().unwrap_or(30000))
-            }
-            "MCP_LOCAL_MAX_QUEUED_REQUESTS" => {
-                config.local.max_queued_requests = v.parse().unwrap_or(100)
-            }
-            "MCP_LOCAL_MAX_MESSAGE_SIZE" => {
-                config.local.max_message_size = v.parse().unwrap_or(10485760)
-            }
-            "MCP_LOGGING_FORMAT" if v == "text" => config.logging.format = LogFormat::Text,
-            _ => {}
-        }
-    }
-    Ok(Loaded {
-        config,
-        source: None,
-        warnings: vec![],
-    })
-}
-
-pub fn render_effective(cfg: &Config) -> String {
-    format!("{cfg:#?}")
-}
+#[cfg(test)]
+mod tests;

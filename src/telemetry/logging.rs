@@ -18,7 +18,9 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
-        .with_ansi(false);
+        .with_ansi(false)
+        .with_file(cfg.include_caller)
+        .with_line_number(cfg.include_caller);
     let result = match cfg.format {
         LogFormat::Json => builder
             .json()

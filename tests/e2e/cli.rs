@@ -36,3 +36,148 @@ fn nothing_to_route_to_is_a_clear_error() {
     );
     assert!(out.stdout.is_empty(), "nothing but protocol on stdout");
 }
+
+/// `mcp-router config check` in a clean directory with only `env` set.
+fn config_check(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(router_bin());
+    cmd.current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("MCP_ROUTER_CONFIG")
+        .arg("config")
+        .arg("check");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MCP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_loads_the_seed_example_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = repo_root().join("tests/golden/seed-full.yaml");
+    let (code, out, err) = config_check(
+        dir.path(),
+        &["--config", seed.to_str().unwrap()],
+        &[("MCP_AUTH_TOKEN", "tok-e2e-never-printed")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("# configuration OK: "), "{out}");
+    assert!(
+        out.contains("wss://mcp-gateway.example.com:8443") && out.contains("auth_token: '***'"),
+        "{out}"
+    );
+    assert!(!out.contains("tok-e2e-never-printed") && !err.contains("tok-e2e-never-printed"));
+    assert!(err.is_empty(), "no warnings expected: {err}");
+}
+
+#[test]
+fn config_check_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "logging: { level: loud }\nlocal: { request_timeout_ms: 0 }\nmetricz: {}\n",
+    )
+    .unwrap();
+    let (code, out, err) = config_check(dir.path(), &["-c", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("logging.level: 'loud' is not one of trace, debug, info, warn, error"),
+        "{err}"
+    );
+    assert!(
+        err.contains("local.request_timeout_ms: 0 is not allowed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_follows_the_precedence_flags_env_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // Found by the search path (the working directory), not named.
+    std::fs::write(
+        dir.path().join("mcp-router.yaml"),
+        "logging: { level: debug, format: text }\nmetricz: {}\n",
+    )
+    .unwrap();
+    let (code, out, err) = config_check(dir.path(), &[], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("level: debug") && out.contains("format: text"),
+        "{out}"
+    );
+    assert!(
+        err.contains("unknown key 'metricz' is ignored; did you mean 'metrics'?"),
+        "{err}"
+    );
+
+    let (_, out, _) = config_check(dir.path(), &[], &[("MCP_LOGGING_LEVEL", "warn")]);
+    assert!(
+        out.contains("level: warn") && out.contains("format: text"),
+        "{out}"
+    );
+
+    let (_, out, _) = config_check(
+        dir.path(),
+        &["--log-level", "error", "--log-format", "json"],
+        &[("MCP_LOGGING_LEVEL", "warn")],
+    );
+    assert!(
+        out.contains("level: error") && out.contains("format: json"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_missing_explicit_config_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = config_check(dir.path(), &["--config", "/no/such/router.yaml"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--config /no/such/router.yaml: cannot be read"),
+        "{err}"
+    );
+    let (code, _, err) = config_check(
+        dir.path(),
+        &[],
+        &[("MCP_ROUTER_CONFIG", "/no/such/env.yaml")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("MCP_ROUTER_CONFIG /no/such/env.yaml"), "{err}");
+}
+
+#[test]
+fn running_with_a_feature_not_built_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        "servers:\n  - { name: remote, url: \"wss://example.com/mcp\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(router_bin())
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .args(["--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server 'remote'") && err.contains("does not support yet"),
+        "{err}"
+    );
+}

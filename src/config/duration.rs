@@ -1,0 +1,143 @@
+//! Durations as users write them: Go duration strings (`30s`, `1m30s`, `500ms`, `1.5h`)
+//! or a bare integer of milliseconds. Parsing only; no defaults live here.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A configuration duration (serde: string or integer milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+/// Parses a Go duration string (`"300ms"`, `"1h2m3.5s"`); a bare number is milliseconds.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!(
+                "'{text}' is not a duration (use e.g. 500ms, 30s, 5m, 1h)"
+            ));
+        }
+        let value: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("'{text}' is not a duration (use e.g. 500ms, 30s, 5m, 1h)"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => {
+                return Err(format!(
+                    "'{text}' needs a unit (ms, s, m, h), or give plain milliseconds"
+                ))
+            }
+            u => {
+                return Err(format!(
+                    "'{text}' has an unknown unit '{u}' (use ns, us, ms, s, m, h)"
+                ))
+            }
+        };
+        total += value * secs;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > 1e12 {
+        return Err(format!("'{text}' is too long"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Formats like Go does for the common cases (`30s`, `1m30s`, `500ms`).
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("h", 3600), ("m", 60)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if secs > 0 {
+        out.push_str(&format!("{secs}s"));
+    }
+    out
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Ms(u64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Ms(ms) => Ok(ConfigDuration(Duration::from_millis(ms))),
+            Either::Text(t) => parse(&t)
+                .map(ConfigDuration)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_durations_and_milliseconds() {
+        assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("250"), Ok(Duration::from_millis(250)));
+        assert!(parse("10").is_ok());
+        assert!(parse("5 minutes").unwrap_err().contains("unknown unit"));
+        assert!(parse("1.5").unwrap_err().contains("needs a unit"));
+        assert!(parse("s").is_err());
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for s in ["30s", "5m", "1h30m", "500ms", "1m5s"] {
+            assert_eq!(format(parse(s).unwrap()), s);
+        }
+    }
+}

@@ -1,0 +1,665 @@
+//! Raw (as written) → validated (as used): defaults applied, every rule checked, every
+//! problem collected with its key path, the bad value and what is allowed.
+//!
+//! Pure: no file or environment access. `load` feeds it the merged raw tree.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::*;
+use super::*;
+
+/// TLS cipher suites the TLS stack offers, by IANA name.
+pub const CIPHER_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
+
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+const SERVER_SCHEMES: &[&str] = &["http", "https", "ws", "wss", "tcp", "tcps", "tcp+tls"];
+const GATEWAY_SCHEMES: &[&str] = &["ws", "wss", "tcp", "tcps", "tcp+tls"];
+
+/// Collects problems; `check` adds one when a rule fails.
+#[derive(Default)]
+pub struct Problems {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Problems {
+    fn err(&mut self, path: &str, msg: impl std::fmt::Display) {
+        self.errors.push(format!("{path}: {msg}"));
+    }
+
+    fn one_of(&mut self, path: &str, value: &str, allowed: &[&str]) -> bool {
+        if allowed.contains(&value) {
+            return true;
+        }
+        self.err(
+            path,
+            format!("'{value}' is not one of {}", allowed.join(", ")),
+        );
+        false
+    }
+}
+
+pub fn validate(raw: &RawConfig, p: &mut Problems) -> Config {
+    let version = raw.version.unwrap_or(1);
+    if version != 1 {
+        p.err("version", format!("{version} is not supported (use 1)"));
+    }
+    let default_reconnect = raw
+        .gateway
+        .as_ref()
+        .and_then(|g| g.connection.as_ref())
+        .and_then(|c| c.reconnect.as_ref())
+        .map(|r| reconnect(r, "gateway.connection.reconnect", p))
+        .unwrap_or_default();
+    let servers = servers(
+        raw.servers.as_deref().unwrap_or_default(),
+        &default_reconnect,
+        p,
+    );
+    let gateway = raw.gateway.as_ref().map(|g| gateway(g, p));
+    if let Some(pool) = &raw.gateway_pool {
+        gateway_pool(pool, p);
+    }
+    let direct = direct(raw.direct_clients.as_ref(), p);
+    let local = local(raw.local.as_ref(), p);
+    let logging = logging(raw.logging.as_ref(), p);
+    let metrics = metrics(raw.metrics.as_ref(), p);
+    Config {
+        version,
+        servers,
+        gateway,
+        gateway_pool: raw.gateway_pool.clone(),
+        direct,
+        local,
+        logging,
+        metrics,
+        tracing: raw.tracing.clone(),
+        advanced: raw.advanced.clone(),
+        secrets: Secrets::default(),
+    }
+}
+
+fn ms(v: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(v.unwrap_or(default))
+}
+
+fn dur(v: Option<super::duration::ConfigDuration>, default: Duration) -> Duration {
+    v.map_or(default, |d| d.0)
+}
+
+pub fn reconnect(r: &RawReconnect, path: &str, p: &mut Problems) -> ReconnectPolicy {
+    let d = ReconnectPolicy::default();
+    let policy = ReconnectPolicy {
+        initial_delay: r
+            .initial_delay_ms
+            .map_or(d.initial_delay, Duration::from_millis),
+        max_delay: r.max_delay_ms.map_or(d.max_delay, Duration::from_millis),
+        multiplier: r.multiplier.unwrap_or(d.multiplier),
+        max_attempts: match r.max_attempts {
+            None => d.max_attempts,
+            Some(n) if n <= 0 => {
+                if n < -1 {
+                    p.err(
+                        &format!("{path}.max_attempts"),
+                        format!(
+                            "{n} is not allowed (use a positive number, or 0 / -1 for forever)"
+                        ),
+                    );
+                }
+                None
+            }
+            Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        },
+        jitter: r.jitter.unwrap_or(d.jitter),
+    };
+    if !(policy.multiplier >= 1.0 && policy.multiplier.is_finite()) {
+        p.err(
+            &format!("{path}.multiplier"),
+            format!("{} must be a number ≥ 1", policy.multiplier),
+        );
+    }
+    if !(0.0..=1.0).contains(&policy.jitter) {
+        p.err(
+            &format!("{path}.jitter"),
+            format!(
+                "{} must be between 0 and 1 (a fraction of the delay)",
+                policy.jitter
+            ),
+        );
+    }
+    if policy.initial_delay > policy.max_delay {
+        p.err(
+            &format!("{path}.initial_delay_ms"),
+            format!(
+                "{} is larger than max_delay_ms ({})",
+                policy.initial_delay.as_millis(),
+                policy.max_delay.as_millis()
+            ),
+        );
+    }
+    policy
+}
+
+fn scheme_of(url: &str) -> &str {
+    url.split_once("://").map_or("", |(s, _)| s)
+}
+
+fn check_url(url: &str, path: &str, allowed: &[&str], p: &mut Problems) {
+    let scheme = scheme_of(url);
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    if scheme.is_empty() || rest.is_empty() {
+        p.err(
+            path,
+            format!(
+                "'{url}' is not a URL (expected {}://host[:port][/path])",
+                allowed[0]
+            ),
+        );
+    } else if !allowed.contains(&scheme) {
+        let list: Vec<String> = allowed.iter().map(|s| format!("{s}://")).collect();
+        p.err(
+            path,
+            format!(
+                "scheme '{scheme}' is not supported (use {})",
+                list.join(", ")
+            ),
+        );
+    }
+}
+
+fn servers(
+    raw: &[RawServer],
+    default_reconnect: &ReconnectPolicy,
+    p: &mut Problems,
+) -> Vec<ServerConfig> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let at = format!("servers[{i}]");
+        let command = match &s.command {
+            None => None,
+            Some(RawCommand::Words(w)) if w.is_empty() => {
+                p.err(&format!("{at}.command"), "is empty");
+                None
+            }
+            Some(RawCommand::Words(w)) => Some(w.clone()),
+            Some(RawCommand::Line(line)) => match shell_words::split(line) {
+                Ok(w) if !w.is_empty() => Some(w),
+                Ok(_) => {
+                    p.err(&format!("{at}.command"), "is empty");
+                    None
+                }
+                Err(e) => {
+                    p.err(
+                        &format!("{at}.command"),
+                        format!("'{line}' cannot be split into words: {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        let auto_detect = s.auto_detect.unwrap_or(false);
+        let candidates = s.candidates.clone().unwrap_or_default();
+        let fallback_gateway = match s.fallback.as_deref() {
+            None | Some("") | Some("none") => false,
+            Some("gateway") => true,
+            Some(other) => {
+                p.one_of(&format!("{at}.fallback"), other, &["gateway", "none"]);
+                false
+            }
+        };
+        let target = match (command, &s.url, auto_detect) {
+            (Some(words), None, false) => {
+                let mut args = words[1..].to_vec();
+                args.extend(s.args.clone().unwrap_or_default());
+                Some(ServerTarget::Stdio(StdioCommand {
+                    program: words[0].clone(),
+                    args,
+                    env: s.env.clone().unwrap_or_default(),
+                    cwd: s.cwd.as_ref().map(|c| PathBuf::from(expand_home(c))),
+                }))
+            }
+            (None, Some(url), false) => {
+                check_url(url, &format!("{at}.url"), SERVER_SCHEMES, p);
+                Some(ServerTarget::Url(url.clone()))
+            }
+            (None, None, true) => {
+                if candidates.is_empty() {
+                    p.err(
+                        &format!("{at}.candidates"),
+                        "auto_detect: true needs at least one candidate (command lines or URLs)",
+                    );
+                }
+                Some(ServerTarget::AutoDetect {
+                    candidates: candidates.clone(),
+                    fallback_gateway,
+                })
+            }
+            (None, None, false) if s.connection_mode.as_deref() == Some("gateway") => {
+                Some(ServerTarget::Url(String::new()))
+            }
+            (None, None, false) => {
+                p.err(&at, "set one of command (a stdio server), url (a network server), or auto_detect: true with candidates");
+                None
+            }
+            _ => {
+                p.err(
+                    &at,
+                    "set only one of command, url, or auto_detect with candidates",
+                );
+                None
+            }
+        };
+        let connection_mode = match s.connection_mode.as_deref() {
+            None | Some("direct") => ConnectionMode::Direct,
+            Some("gateway") => ConnectionMode::Gateway,
+            Some(other) => {
+                p.one_of(
+                    &format!("{at}.connection_mode"),
+                    other,
+                    &["direct", "gateway"],
+                );
+                ConnectionMode::Direct
+            }
+        };
+        let name = match &s.name {
+            Some(n) if !n.trim().is_empty() => n.clone(),
+            _ => {
+                p.err(
+                    &format!("{at}.name"),
+                    "is missing (every server needs a unique name)",
+                );
+                format!("server-{i}")
+            }
+        };
+        if !names.insert(name.clone()) {
+            p.err(&format!("{at}.name"), format!("duplicate name '{name}'"));
+        }
+        let reconnect = s.reconnect.as_ref().map_or_else(
+            || default_reconnect.clone(),
+            |r| reconnect(r, &format!("{at}.reconnect"), p),
+        );
+        if let Some(target) = target {
+            out.push(ServerConfig {
+                name,
+                connection_mode,
+                target,
+                reconnect,
+                headers: s.headers.clone().unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest).display().to_string(),
+        _ => path.to_owned(),
+    }
+}
+
+fn gateway(g: &RawGateway, p: &mut Problems) -> GatewayConfig {
+    let mut endpoints = Vec::new();
+    if let Some(url) = &g.url {
+        check_url(url, "gateway.url", GATEWAY_SCHEMES, p);
+        endpoints.push(url.clone());
+    }
+    for (i, e) in g.endpoints.iter().flatten().enumerate() {
+        match &e.url {
+            Some(url) => {
+                check_url(
+                    url,
+                    &format!("gateway.endpoints[{i}].url"),
+                    GATEWAY_SCHEMES,
+                    p,
+                );
+                endpoints.push(url.clone());
+            }
+            None => p.err(&format!("gateway.endpoints[{i}].url"), "is missing"),
+        }
+        if let Some(a) = &e.auth {
+            auth(
+                a,
+                e.tls.as_ref(),
+                &format!("gateway.endpoints[{i}].auth"),
+                p,
+            );
+        }
+        if let Some(t) = &e.tls {
+            tls(t, &format!("gateway.endpoints[{i}].tls"), p);
+        }
+    }
+    let protocol_preference = g
+        .protocol_preference
+        .clone()
+        .unwrap_or_else(|| "websocket".into());
+    p.one_of(
+        "gateway.protocol_preference",
+        &protocol_preference,
+        &["websocket", "tcp"],
+    );
+    let auth_type = g.auth.as_ref().map_or_else(
+        || "bearer".to_owned(),
+        |a| auth(a, g.tls.as_ref(), "gateway.auth", p),
+    );
+    let conn = g.connection.clone().unwrap_or_default();
+    let reconnect = conn
+        .reconnect
+        .as_ref()
+        .map(|r| reconnect(r, "gateway.connection.reconnect", p))
+        .unwrap_or_default();
+    if let Some(pool) = &conn.pool {
+        if let (Some(min), Some(max)) = (pool.min_size, pool.max_size) {
+            if min > max {
+                p.err(
+                    "gateway.connection.pool.min_size",
+                    format!("{min} is larger than max_size ({max})"),
+                );
+            }
+        }
+    }
+    let tls_cfg = g
+        .tls
+        .as_ref()
+        .map(|t| tls(t, "gateway.tls", p))
+        .unwrap_or_default();
+    GatewayConfig {
+        endpoints,
+        protocol_preference,
+        auto_select: g.auto_select.unwrap_or(true),
+        auth_type,
+        auth: g.auth.clone().unwrap_or_default(),
+        timeout: ms(conn.timeout_ms, 5000),
+        keepalive_interval: ms(conn.keepalive_interval_ms, 30_000),
+        reconnect,
+        pool: conn.pool.clone().unwrap_or_default(),
+        tls: tls_cfg,
+    }
+}
+
+fn auth(a: &RawAuth, tls: Option<&RawTls>, at: &str, p: &mut Problems) -> String {
+    let kind = a.kind.clone().unwrap_or_else(|| "bearer".into());
+    if !p.one_of(&format!("{at}.type"), &kind, &["bearer", "mtls", "oauth2"]) {
+        return kind;
+    }
+    match kind.as_str() {
+        "mtls" => {
+            let cert = a
+                .client_cert
+                .as_ref()
+                .or(tls.and_then(|t| t.client_cert.as_ref()));
+            let key = a
+                .client_key
+                .as_ref()
+                .or(tls.and_then(|t| t.client_key.as_ref()));
+            if cert.is_none() || key.is_none() {
+                p.err(
+                    &format!("{at}.type"),
+                    "mtls needs client_cert and client_key (paths to PEM files)",
+                );
+            }
+        }
+        "oauth2" => {
+            if a.client_id.as_deref().unwrap_or("").is_empty() {
+                p.err(&format!("{at}.client_id"), "is required for oauth2");
+            }
+            match a.token_endpoint.as_deref() {
+                None | Some("") => p.err(&format!("{at}.token_endpoint"), "is required for oauth2"),
+                Some(url) => check_url(url, &format!("{at}.token_endpoint"), &["https", "http"], p),
+            }
+            let grant = a
+                .grant_type
+                .clone()
+                .unwrap_or_else(|| "client_credentials".into());
+            if p.one_of(
+                &format!("{at}.grant_type"),
+                &grant,
+                &["client_credentials", "password"],
+            ) && grant == "password"
+                && a.username.as_deref().unwrap_or("").is_empty()
+            {
+                p.err(
+                    &format!("{at}.username"),
+                    "is required for grant_type: password",
+                );
+            }
+        }
+        _ => {}
+    }
+    kind
+}
+
+fn tls(t: &RawTls, at: &str, p: &mut Problems) -> TlsConfig {
+    let min_version = t.min_version.clone().unwrap_or_else(|| "1.3".into());
+    p.one_of(&format!("{at}.min_version"), &min_version, &["1.2", "1.3"]);
+    for (i, suite) in t.cipher_suites.iter().flatten().enumerate() {
+        if !CIPHER_SUITES.contains(&suite.as_str()) {
+            p.err(
+                &format!("{at}.cipher_suites[{i}]"),
+                format!(
+                    "unknown cipher suite '{suite}' (known: {})",
+                    CIPHER_SUITES.join(", ")
+                ),
+            );
+        }
+    }
+    let verify = t.verify.unwrap_or(true);
+    if !verify {
+        p.warnings.push(format!(
+            "{at}.verify: false turns off certificate verification: anyone on the network path can read and change this traffic; use ca_cert_path for a private CA instead"
+        ));
+    }
+    TlsConfig {
+        verify,
+        ca_cert_path: t
+            .ca_cert_path
+            .clone()
+            .map(|c| PathBuf::from(expand_home(&c))),
+        min_version,
+        cipher_suites: t.cipher_suites.clone().unwrap_or_default(),
+        client_cert: t
+            .client_cert
+            .clone()
+            .map(|c| PathBuf::from(expand_home(&c))),
+        client_key: t.client_key.clone().map(|c| PathBuf::from(expand_home(&c))),
+        pinned_spki_sha256: t.pinned_spki_sha256.clone().unwrap_or_default(),
+    }
+}
+
+fn gateway_pool(g: &RawGatewayPool, p: &mut Problems) {
+    for (i, e) in g.endpoints.iter().flatten().enumerate() {
+        match &e.url {
+            Some(url) => check_url(
+                url,
+                &format!("gateway_pool.endpoints[{i}].url"),
+                GATEWAY_SCHEMES,
+                p,
+            ),
+            None => p.err(&format!("gateway_pool.endpoints[{i}].url"), "is missing"),
+        }
+        if let Some(a) = &e.auth {
+            auth(
+                a,
+                e.tls.as_ref(),
+                &format!("gateway_pool.endpoints[{i}].auth"),
+                p,
+            );
+        }
+        if let Some(t) = &e.tls {
+            tls(t, &format!("gateway_pool.endpoints[{i}].tls"), p);
+        }
+    }
+    if let Some(s) = g.load_balancer.as_ref().and_then(|l| l.strategy.as_deref()) {
+        p.one_of(
+            "gateway_pool.load_balancer.strategy",
+            s,
+            &["round_robin", "least_connections", "weighted", "priority"],
+        );
+    }
+}
+
+fn direct(d: Option<&RawDirect>, p: &mut Problems) -> DirectConfig {
+    let d = d.cloned().unwrap_or_default();
+    let ad = d.auto_detection.clone().unwrap_or_default();
+    let order = ad.preferred_order.clone().unwrap_or_else(|| {
+        vec![
+            "http".into(),
+            "websocket".into(),
+            "stdio".into(),
+            "sse".into(),
+        ]
+    });
+    for (i, o) in order.iter().enumerate() {
+        p.one_of(
+            &format!("direct_clients.auto_detection.preferred_order[{i}]"),
+            o,
+            &["http", "websocket", "stdio", "sse", "tcp"],
+        );
+    }
+    DirectConfig {
+        enabled: d.enabled.unwrap_or(true),
+        auto_detection_enabled: ad.enabled.unwrap_or(true),
+        auto_detection_timeout: dur(ad.timeout, Duration::from_secs(10)),
+        preferred_order: order,
+        cache_results: ad.cache_results.unwrap_or(true),
+        cache_ttl: dur(ad.cache_ttl, Duration::from_secs(300)),
+        raw: d,
+    }
+}
+
+fn local(l: Option<&RawLocal>, p: &mut Problems) -> LocalConfig {
+    let l = l.cloned().unwrap_or_default();
+    let d = LocalConfig::default();
+    let cfg = LocalConfig {
+        request_timeout: ms(l.request_timeout_ms, 30_000),
+        max_concurrent_requests: l
+            .max_concurrent_requests
+            .map_or(d.max_concurrent_requests, |n| n as usize),
+        max_queued_requests: l
+            .max_queued_requests
+            .map_or(d.max_queued_requests, |n| n as usize),
+        max_message_size: l
+            .max_message_size
+            .map_or(d.max_message_size, |n| n as usize),
+        read_buffer_size: l
+            .read_buffer_size
+            .map_or(d.read_buffer_size, |n| n as usize),
+        write_buffer_size: l
+            .write_buffer_size
+            .map_or(d.write_buffer_size, |n| n as usize),
+        shutdown_grace: ms(l.shutdown_grace_ms, 2000),
+        rate_limit: l.rate_limit.clone().unwrap_or_default(),
+    };
+    if cfg.request_timeout.is_zero() {
+        p.err(
+            "local.request_timeout_ms",
+            "0 is not allowed (a request must be able to finish)",
+        );
+    }
+    if cfg.max_message_size < 1024 {
+        p.err(
+            "local.max_message_size",
+            format!(
+                "{} bytes is too small (at least 1024)",
+                cfg.max_message_size
+            ),
+        );
+    }
+    if cfg.max_concurrent_requests == 0 {
+        p.err("local.max_concurrent_requests", "0 is not allowed");
+    }
+    let rl = &cfg.rate_limit;
+    if rl.enabled.unwrap_or(false) || rl.requests_per_second.is_some() {
+        match rl.requests_per_second {
+            Some(r) if r > 0.0 && r.is_finite() => {}
+            Some(r) => p.err(
+                "local.rate_limit.requests_per_second",
+                format!("{r} must be a number > 0"),
+            ),
+            None => p.err(
+                "local.rate_limit.requests_per_second",
+                "is required when the rate limit is enabled",
+            ),
+        }
+        if let Some(b) = rl.burst {
+            if b < 1 {
+                p.err("local.rate_limit.burst", format!("{b} must be ≥ 1"));
+            }
+        }
+    }
+    cfg
+}
+
+fn logging(l: Option<&RawLogging>, p: &mut Problems) -> LoggingConfig {
+    let l = l.cloned().unwrap_or_default();
+    let mut level = l
+        .level
+        .clone()
+        .unwrap_or_else(|| "info".into())
+        .to_ascii_lowercase();
+    if level == "warning" {
+        level = "warn".into();
+    }
+    p.one_of("logging.level", &level, LEVELS);
+    let format = match l.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("json") => LogFormat::Json,
+        Some("text") | Some("console") => LogFormat::Text,
+        Some(other) => {
+            p.one_of("logging.format", other, &["json", "text"]);
+            LogFormat::Json
+        }
+    };
+    match l.output.as_deref() {
+        None | Some("stderr") => {}
+        Some("stdout") => p.warnings.push(
+            "logging.output: 'stdout' carries the MCP protocol, so logs go to stderr instead"
+                .into(),
+        ),
+        Some(other) => p.warnings.push(format!(
+            "logging.output: writing logs to '{other}' is not supported yet; logging to stderr"
+        )),
+    }
+    LoggingConfig {
+        level,
+        format,
+        include_caller: l.include_caller.unwrap_or(false),
+    }
+}
+
+fn metrics(m: Option<&RawMetrics>, p: &mut Problems) -> MetricsConfig {
+    let m = m.cloned().unwrap_or_default();
+    let endpoint = m
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| "localhost:9091".into());
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+        _ => p.err(
+            "metrics.endpoint",
+            format!("'{endpoint}' is not host:port (e.g. localhost:9091)"),
+        ),
+    }
+    let path = m.path.clone().unwrap_or_else(|| "/metrics".into());
+    if !path.starts_with('/') {
+        p.err("metrics.path", format!("'{path}' must start with /"));
+    }
+    MetricsConfig {
+        enabled: m.enabled.unwrap_or(true),
+        endpoint,
+        path,
+        labels: m.labels.clone().unwrap_or_default(),
+    }
+}
