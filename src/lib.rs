@@ -8,7 +8,7 @@
 //! ```text
 //! main.rs            thin entry: parse the CLI, call cli::main, map errors to exit codes
 //! cli/               commands (run, version, config check); the only anyhow user
-//! config/            validated plain structs + load(file, env, flags); raw.rs, env.rs
+//! config/            validated plain structs + load(file, env, flags); raw, env, validate, render
 //! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
 //! router/            decides, never does I/O: mod.rs (shared state), pending.rs,
 //!                    session.rs (client handshake kept for replay)

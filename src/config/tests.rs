@@ -444,3 +444,15 @@ fn every_known_path_is_reachable_by_suggestion_machinery() {
         assert!(known.iter().any(|k| k == p), "{p} missing from {known:?}");
     }
 }
+
+#[test]
+fn the_readme_documents_every_environment_variable() {
+    let readme = include_str!("../../README.md");
+    for var in ENV_VARS {
+        assert!(
+            readme.contains(&format!("`{}`", var.name)),
+            "README does not list {}",
+            var.name
+        );
+    }
+}

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::fd::{Input, Output};
 use crate::router::{ClientDecision, Outgoing, Router};
-use crate::wire::{ErrorKind, Frame, Message, NdjsonCodec, ParseError, RouterError};
+use crate::wire::{
+    release_after_large, ErrorKind, Frame, Message, NdjsonCodec, ParseError, RouterError,
+};
 
 /// Why the reader stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,39 +58,42 @@ pub async fn read_client(
                 tracing::error!("reading stdin failed: {e}");
                 return ReaderEnd::Error;
             }
-            Some(Ok(Frame::Line(bytes))) => match Message::parse(bytes) {
-                Ok(msg) => {
-                    tracing::debug!(kind = ?msg.kind(), id = ?msg.id(), method = ?msg.method(), len = msg.raw().len(), "from client");
-                    match router.from_client(msg, Instant::now()) {
-                        ClientDecision::Forward(out) => {
-                            if to_upstream.send(out).await.is_err() {
-                                tracing::debug!("upstream is gone; stopping the reader");
-                                return ReaderEnd::Error;
+            Some(Ok(Frame::Line(bytes))) => {
+                release_after_large(frames.read_buffer_mut(), bytes.len(), read_buffer_size);
+                match Message::parse(bytes) {
+                    Ok(msg) => {
+                        tracing::debug!(kind = ?msg.kind(), id = ?msg.id(), method = ?msg.method(), len = msg.raw().len(), "from client");
+                        match router.from_client(msg, Instant::now()) {
+                            ClientDecision::Forward(out) => {
+                                if to_upstream.send(out).await.is_err() {
+                                    tracing::debug!("upstream is gone; stopping the reader");
+                                    return ReaderEnd::Error;
+                                }
+                                None
                             }
-                            None
+                            ClientDecision::Reply(bytes) => Some(bytes),
+                            ClientDecision::Queued | ClientDecision::Drop => None,
                         }
-                        ClientDecision::Reply(bytes) => Some(bytes),
-                        ClientDecision::Queued | ClientDecision::Drop => None,
+                    }
+                    Err(ParseError::NotJson(detail)) => {
+                        tracing::warn!("client sent a line that is not JSON: {detail}");
+                        Some(
+                            RouterError::new(ErrorKind::Parse, format!("invalid JSON: {detail}"))
+                                .to_response(None),
+                        )
+                    }
+                    Err(ParseError::Invalid { reason, id }) => {
+                        tracing::warn!(id = ?id, "client sent an invalid JSON-RPC message: {reason}");
+                        Some(
+                            RouterError::new(
+                                ErrorKind::InvalidRequest,
+                                format!("invalid request: {reason}"),
+                            )
+                            .to_response(id.as_ref()),
+                        )
                     }
                 }
-                Err(ParseError::NotJson(detail)) => {
-                    tracing::warn!("client sent a line that is not JSON: {detail}");
-                    Some(
-                        RouterError::new(ErrorKind::Parse, format!("invalid JSON: {detail}"))
-                            .to_response(None),
-                    )
-                }
-                Err(ParseError::Invalid { reason, id }) => {
-                    tracing::warn!(id = ?id, "client sent an invalid JSON-RPC message: {reason}");
-                    Some(
-                        RouterError::new(
-                            ErrorKind::InvalidRequest,
-                            format!("invalid request: {reason}"),
-                        )
-                        .to_response(id.as_ref()),
-                    )
-                }
-            },
+            }
             Some(Ok(Frame::Oversized { id, len })) => {
                 tracing::warn!(id = ?id, len, limit = max_message_size, "client message over the size limit");
                 Some(

@@ -28,7 +28,9 @@ use tracing::Instrument;
 use crate::config::{ReconnectPolicy, StdioCommand};
 use crate::resilience::backoff::Backoff;
 use crate::router::{Outgoing, Router, UpstreamDecision};
-use crate::wire::{ErrorKind, Frame, Id, Kind, Message, NdjsonCodec, RouterError};
+use crate::wire::{
+    release_after_large, ErrorKind, Frame, Id, Kind, Message, NdjsonCodec, RouterError,
+};
 
 /// A child that stayed up this long has recovered: the backoff starts over.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
@@ -392,6 +394,9 @@ fn kill_group(pid: Option<u32>, signal: Signal) {
 }
 
 /// Reads the child's stdout until EOF: each message goes through the router to the client.
+/// Read buffer for the server's stdout.
+const READ_BUFFER: usize = 64 * 1024;
+
 async fn read_stdout(
     stdout: ChildStdout,
     router: Arc<Router>,
@@ -399,8 +404,11 @@ async fn read_stdout(
     max: usize,
     mut replay: Option<(Id, oneshot::Sender<Result<(), String>>)>,
 ) {
-    let mut frames = FramedRead::with_capacity(stdout, NdjsonCodec::new(max), 64 * 1024);
+    let mut frames = FramedRead::with_capacity(stdout, NdjsonCodec::new(max), READ_BUFFER);
     while let Some(frame) = frames.next().await {
+        if let Ok(Frame::Line(bytes)) = &frame {
+            release_after_large(frames.read_buffer_mut(), bytes.len(), READ_BUFFER);
+        }
         let deliver = match frame {
             Ok(Frame::Line(bytes)) => match Message::parse(bytes) {
                 Ok(msg) => {

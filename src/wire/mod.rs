@@ -14,4 +14,4 @@ pub mod ndjson;
 pub use error::{ErrorKind, RouterError};
 pub use id::Id;
 pub use message::{Kind, Message, ParseError};
-pub use ndjson::{Frame, NdjsonCodec};
+pub use ndjson::{release_after_large, Frame, NdjsonCodec};

@@ -142,6 +142,19 @@ impl Decoder for NdjsonCodec {
     }
 }
 
+/// Gives a large message's memory back: a read buffer that held one keeps the allocation
+/// alive after the message is gone (the remainder shares it, and `BytesMut` reclaims it on
+/// the next reserve). After a line longer than `normal`, start a fresh buffer of `normal`
+/// capacity holding only the bytes not yet framed; the big allocation is then freed when
+/// the message itself is dropped, so resting memory returns to the baseline.
+pub fn release_after_large(buf: &mut BytesMut, line_len: usize, normal: usize) {
+    if line_len > normal {
+        let mut fresh = BytesMut::with_capacity(normal.max(buf.len()));
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +233,23 @@ mod tests {
                 len: 4_096_000
             })
         ));
+    }
+
+    #[test]
+    fn a_large_line_does_not_pin_the_buffer() {
+        let mut codec = NdjsonCodec::new(1 << 20);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&vec![b'a'; 300_000]);
+        buf.extend_from_slice(b"\n{\"next\"");
+        let Some(Frame::Line(line)) = codec.decode(&mut buf).unwrap() else {
+            panic!()
+        };
+        release_after_large(&mut buf, line.len(), 4096);
+        assert_eq!(&buf[..], b"{\"next\"");
+        assert!(buf.capacity() < 300_000, "capacity {}", buf.capacity());
+        let before = buf.capacity();
+        release_after_large(&mut buf, 100, 4096);
+        assert_eq!(buf.capacity(), before, "small lines leave the buffer alone");
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! `loadgen report`: medians over repeated runs, one markdown table per tag, plus each
+//! label's figures relative to the baseline label of the same tag.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use serde_json::Value;
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The label the others are compared with.
+    #[arg(long, default_value = "direct")]
+    pub baseline: String,
+}
+
+/// Picks the scenario lines of one variant: `(key, value)`, e.g. `("window", 32)`.
+type Variant = Option<(&'static str, u64)>;
+
+/// (column name, scenario, variant, metric).
+const COLUMNS: &[(&str, &str, Variant, &str)] = &[
+    ("first response ms", "startup", None, "first_response_ms"),
+    ("RSS at rest KiB", "rest", None, "rss_kib"),
+    ("p50 µs", "latency", None, "p50_us"),
+    ("p90 µs", "latency", None, "p90_us"),
+    ("p99 µs", "latency", None, "p99_us"),
+    ("W=1 msg/s", "throughput", Some(("window", 1)), "msgs_per_s"),
+    (
+        "W=32 msg/s",
+        "throughput",
+        Some(("window", 32)),
+        "msgs_per_s",
+    ),
+    ("1 MiB ms", "large", Some(("mib", 1)), "round_trip_ms"),
+    ("8 MiB ms", "large", Some(("mib", 8)), "round_trip_ms"),
+    ("peak RSS KiB", "memory", None, "peak_kib"),
+];
+
+type Samples = BTreeMap<(String, String), BTreeMap<&'static str, Vec<f64>>>;
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    let mut samples: Samples = BTreeMap::new();
+    let mut order: Vec<(String, String)> = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let (Some(tag), Some(label), Some(scenario)) = (
+            v["tag"].as_str(),
+            v["label"].as_str(),
+            v["scenario"].as_str(),
+        ) else {
+            continue;
+        };
+        let key = (tag.to_owned(), label.to_owned());
+        if !order.contains(&key) {
+            order.push(key.clone());
+        }
+        for (col, sc, variant, metric) in COLUMNS {
+            if *sc != scenario || variant.is_some_and(|(k, want)| v[k].as_u64() != Some(want)) {
+                continue;
+            }
+            if let Some(x) = v[metric].as_f64() {
+                samples
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(col)
+                    .or_default()
+                    .push(x);
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let tags: Vec<&String> = order.iter().map(|(t, _)| t).fold(Vec::new(), |mut acc, t| {
+        if !acc.contains(&t) {
+            acc.push(t);
+        }
+        acc
+    });
+    for tag in tags {
+        writeln!(
+            out,
+            "\n### {}\n",
+            if tag.is_empty() { "(untagged)" } else { tag }
+        )?;
+        write!(out, "| system | runs |")?;
+        for (col, ..) in COLUMNS {
+            write!(out, " {col} |")?;
+        }
+        writeln!(out)?;
+        writeln!(out, "|---|---|{}", "---|".repeat(COLUMNS.len()))?;
+        let labels: Vec<&String> = order
+            .iter()
+            .filter(|(t, _)| t == tag)
+            .map(|(_, l)| l)
+            .collect();
+        for label in &labels {
+            let cols = &samples[&(tag.clone(), (*label).clone())];
+            let runs = cols.values().map(Vec::len).max().unwrap_or(0);
+            write!(out, "| {label} | {runs} |")?;
+            for (col, ..) in COLUMNS {
+                match cols.get(col).and_then(|v| median(v)) {
+                    Some(m) => write!(out, " {} |", fmt(m))?,
+                    None => write!(out, " – |")?,
+                }
+            }
+            writeln!(out)?;
+        }
+        let Some(base) = samples.get(&(tag.clone(), args.baseline.clone())) else {
+            continue;
+        };
+        for label in labels.iter().filter(|l| **l != &args.baseline) {
+            let cols = &samples[&(tag.clone(), (*label).clone())];
+            let m = |c: &str, from: &BTreeMap<&str, Vec<f64>>| from.get(c).and_then(|v| median(v));
+            let mut parts = Vec::new();
+            for c in ["p50 µs", "p99 µs"] {
+                if let (Some(a), Some(b)) = (m(c, cols), m(c, base)) {
+                    parts.push(format!(
+                        "added {} {:.1} µs",
+                        c.trim_end_matches(" µs"),
+                        a - b
+                    ));
+                }
+            }
+            for c in ["W=1 msg/s", "W=32 msg/s"] {
+                if let (Some(a), Some(b)) = (m(c, cols), m(c, base)) {
+                    parts.push(format!(
+                        "{} {:.0}% of {}",
+                        c.trim_end_matches(" msg/s"),
+                        100.0 * a / b,
+                        args.baseline
+                    ));
+                }
+            }
+            for c in ["1 MiB ms", "8 MiB ms"] {
+                if let (Some(a), Some(b)) = (m(c, cols), m(c, base)) {
+                    parts.push(format!(
+                        "{} {:.2}× {}",
+                        c.trim_end_matches(" ms"),
+                        a / b,
+                        args.baseline
+                    ));
+                }
+            }
+            if let (Some(a), Some(b)) = (m("first response ms", cols), m("first response ms", base))
+            {
+                parts.push(format!("startup +{:.1} ms", a - b));
+            }
+            writeln!(out, "\n{label} vs {}: {}", args.baseline, parts.join("; "))?;
+        }
+    }
+    Ok(())
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+fn fmt(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
