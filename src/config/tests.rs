@@ -456,3 +456,21 @@ fn the_readme_documents_every_environment_variable() {
         );
     }
 }
+
+#[test]
+fn pool_and_endpoint_entries_are_validated_like_the_gateway() {
+    let err = errors_of(
+        "gateway:\n  endpoints: [{ url: \"https://x\" }, { auth: { type: oauth2 } }]\ngateway_pool:\n  endpoints: [{ url: \"wss://ok\", tls: { min_version: \"1.0\" } }]\n  load_balancer: { strategy: random }\n",
+        &[],
+    );
+    for needle in [
+        "gateway.endpoints[0].url: scheme 'https' is not supported",
+        "gateway.endpoints[1].url: is missing",
+        "gateway.endpoints[1].auth.client_id: is required for oauth2",
+        "gateway.endpoints[1].auth.token_endpoint: is required for oauth2",
+        "gateway_pool.endpoints[0].tls.min_version: '1.0' is not one of 1.2, 1.3",
+        "gateway_pool.load_balancer.strategy: 'random' is not one of round_robin, least_connections, weighted, priority",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}

@@ -318,28 +318,8 @@ fn gateway(g: &RawGateway, p: &mut Problems) -> GatewayConfig {
         endpoints.push(url.clone());
     }
     for (i, e) in g.endpoints.iter().flatten().enumerate() {
-        match &e.url {
-            Some(url) => {
-                check_url(
-                    url,
-                    &format!("gateway.endpoints[{i}].url"),
-                    GATEWAY_SCHEMES,
-                    p,
-                );
-                endpoints.push(url.clone());
-            }
-            None => p.err(&format!("gateway.endpoints[{i}].url"), "is missing"),
-        }
-        if let Some(a) = &e.auth {
-            auth(
-                a,
-                e.tls.as_ref(),
-                &format!("gateway.endpoints[{i}].auth"),
-                p,
-            );
-        }
-        if let Some(t) = &e.tls {
-            tls(t, &format!("gateway.endpoints[{i}].tls"), p);
+        if let Some(url) = endpoint(e, &format!("gateway.endpoints[{i}]"), p) {
+            endpoints.push(url);
         }
     }
     let protocol_preference = g
@@ -479,28 +459,24 @@ fn tls(t: &RawTls, at: &str, p: &mut Problems) -> TlsConfig {
     }
 }
 
+/// Checks one `endpoints[]` entry (url, auth, tls); returns its URL when it has one.
+fn endpoint(e: &RawEndpoint, at: &str, p: &mut Problems) -> Option<String> {
+    match &e.url {
+        Some(url) => check_url(url, &format!("{at}.url"), GATEWAY_SCHEMES, p),
+        None => p.err(&format!("{at}.url"), "is missing"),
+    }
+    if let Some(a) = &e.auth {
+        auth(a, e.tls.as_ref(), &format!("{at}.auth"), p);
+    }
+    if let Some(t) = &e.tls {
+        tls(t, &format!("{at}.tls"), p);
+    }
+    e.url.clone()
+}
+
 fn gateway_pool(g: &RawGatewayPool, p: &mut Problems) {
     for (i, e) in g.endpoints.iter().flatten().enumerate() {
-        match &e.url {
-            Some(url) => check_url(
-                url,
-                &format!("gateway_pool.endpoints[{i}].url"),
-                GATEWAY_SCHEMES,
-                p,
-            ),
-            None => p.err(&format!("gateway_pool.endpoints[{i}].url"), "is missing"),
-        }
-        if let Some(a) = &e.auth {
-            auth(
-                a,
-                e.tls.as_ref(),
-                &format!("gateway_pool.endpoints[{i}].auth"),
-                p,
-            );
-        }
-        if let Some(t) = &e.tls {
-            tls(t, &format!("gateway_pool.endpoints[{i}].tls"), p);
-        }
+        endpoint(e, &format!("gateway_pool.endpoints[{i}]"), p);
     }
     if let Some(s) = g.load_balancer.as_ref().and_then(|l| l.strategy.as_deref()) {
         p.one_of(
