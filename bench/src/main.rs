@@ -5,9 +5,12 @@
 //! Blocking std I/O on purpose: one request at a time must cost the client as little as
 //! possible, so the figures are the system under test's, not an async runtime's.
 
+mod http;
 mod report;
 mod scenarios;
-mod sut;
+mod stdio;
+mod transport;
+mod ws;
 
 use std::io::Write;
 

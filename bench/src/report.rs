@@ -8,9 +8,9 @@ use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The label the others are compared with.
-    #[arg(long, default_value = "direct")]
-    pub baseline: String,
+    /// The labels others are compared with: in each table, the first of these present.
+    #[arg(long, value_delimiter = ',', default_value = "direct")]
+    pub baseline: Vec<String>,
 }
 
 /// Picks the scenario lines of one variant: `(key, value)`, e.g. `("window", 32)`.
@@ -30,9 +30,11 @@ const COLUMNS: &[(&str, &str, Variant, &str)] = &[
         Some(("window", 32)),
         "msgs_per_s",
     ),
+    ("peak RSS under load KiB", "memory", None, "peak_kib"),
+    ("peak RSS after 10× more KiB", "soak", None, "peak_kib"),
     ("1 MiB ms", "large", Some(("mib", 1)), "round_trip_ms"),
     ("8 MiB ms", "large", Some(("mib", 8)), "round_trip_ms"),
-    ("peak RSS KiB", "memory", None, "peak_kib"),
+    ("peak RSS with large KiB", "after_large", None, "peak_kib"),
 ];
 
 type Samples = BTreeMap<(String, String), BTreeMap<&'static str, Vec<f64>>>;
@@ -106,10 +108,11 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             }
             writeln!(out)?;
         }
-        let Some(base) = samples.get(&(tag.clone(), args.baseline.clone())) else {
+        let Some(baseline) = args.baseline.iter().find(|b| labels.contains(b)) else {
             continue;
         };
-        for label in labels.iter().filter(|l| **l != &args.baseline) {
+        let base = &samples[&(tag.clone(), baseline.clone())];
+        for label in labels.iter().filter(|l| **l != baseline) {
             let cols = &samples[&(tag.clone(), (*label).clone())];
             let m = |c: &str, from: &BTreeMap<&str, Vec<f64>>| from.get(c).and_then(|v| median(v));
             let mut parts = Vec::new();
@@ -128,7 +131,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
                         "{} {:.0}% of {}",
                         c.trim_end_matches(" msg/s"),
                         100.0 * a / b,
-                        args.baseline
+                        baseline
                     ));
                 }
             }
@@ -138,7 +141,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
                         "{} {:.2}× {}",
                         c.trim_end_matches(" ms"),
                         a / b,
-                        args.baseline
+                        baseline
                     ));
                 }
             }
@@ -146,7 +149,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             {
                 parts.push(format!("startup +{:.1} ms", a - b));
             }
-            writeln!(out, "\n{label} vs {}: {}", args.baseline, parts.join("; "))?;
+            writeln!(out, "\n{label} vs {baseline}: {}", parts.join("; "))?;
         }
     }
     Ok(())

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::sut::Sut;
+use crate::http::Http;
+use crate::stdio::Stdio;
+use crate::transport::{memory_kib, Transport};
+use crate::ws::Ws;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -28,8 +31,19 @@ pub struct RunArgs {
     /// Sizes of the large echo round trips, in MiB (0: none).
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub large_mib: Vec<usize>,
-    /// The system under test and its arguments.
-    #[arg(last = true, required = true)]
+    /// After everything, send this many more requests at W=32 and report memory again
+    /// (memory must stay flat as the request count grows).
+    #[arg(long, default_value_t = 0)]
+    pub soak: usize,
+    /// Reach the system under test at this URL (`http://…`, `ws://…`) instead of spawning
+    /// COMMAND.
+    #[arg(long, conflicts_with = "command")]
+    pub url: Option<String>,
+    /// With --url: the server process whose memory is reported.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The system under test and its arguments (spawned with piped stdio).
+    #[arg(last = true)]
     pub command: Vec<String>,
 }
 
@@ -41,39 +55,48 @@ fn echo_request(id: u64, text: &str) -> String {
     )
 }
 
+fn connect(args: &RunArgs) -> anyhow::Result<Box<dyn Transport>> {
+    match (&args.url, args.command.is_empty()) {
+        (Some(url), _) if url.starts_with("ws") => Ok(Box::new(Ws::connect(url, args.pid)?)),
+        (Some(url), _) if url.starts_with("http") => Ok(Box::new(Http::connect(url, args.pid)?)),
+        (Some(url), _) => bail!("--url {url}: use http://, https://, ws:// or wss://"),
+        (None, false) => Ok(Box::new(Stdio::spawn(&args.command)?)),
+        (None, true) => bail!("give --url URL or -- COMMAND"),
+    }
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<Vec<Value>> {
     let mut lines = Vec::new();
     let base = |scenario: &str| json!({"label": args.label, "tag": args.tag, "scenario": scenario});
     let started = Instant::now();
-    let mut sut = Sut::spawn(&args.command)?;
-    sut.send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadgen","version":"0.1.0"}}}"#)?;
-    sut.flush()?;
-    let first = sut.recv_response()?.to_owned();
+    let mut sut = connect(args)?;
+    let first = sut.call(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadgen","version":"0.1.0"}}}"#)?;
     let startup = started.elapsed();
     if !first.contains("\"result\"") {
         bail!("initialize failed: {first}");
     }
-    sut.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
-    sut.flush()?;
+    sut.notify(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
     let mut line = base("startup");
     line["first_response_ms"] = json!(ms(startup));
     lines.push(line);
+    let memory = |sut: &dyn Transport| sut.pid().map(memory_kib).transpose();
 
     let mut next_id = 1u64;
-    // Warm up caches and allocators before anything is timed.
+    // Warm up caches, allocators and connection pools before anything is timed.
     for _ in 0..WARMUP {
-        round_trip(&mut sut, next_id, "warm")?;
+        round_trip(sut.as_mut(), next_id, "warm")?;
         next_id += 1;
     }
-    let (rss, _) = sut.memory_kib()?;
-    let mut line = base("rest");
-    line["rss_kib"] = json!(rss);
-    lines.push(line);
+    if let Some((rss, _)) = memory(sut.as_ref())? {
+        let mut line = base("rest");
+        line["rss_kib"] = json!(rss);
+        lines.push(line);
+    }
 
     let mut samples = Vec::with_capacity(args.requests);
     for _ in 0..args.requests {
         let t = Instant::now();
-        round_trip(&mut sut, next_id, "ping")?;
+        round_trip(sut.as_mut(), next_id, "ping")?;
         samples.push(t.elapsed());
         next_id += 1;
     }
@@ -86,28 +109,43 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Vec<Value>> {
     line["max_us"] = json!(us(samples.last().copied().unwrap_or_default()));
     lines.push(line);
 
+    let make = |id: u64| echo_request(id, "load");
     for &window in &args.windows {
-        let (elapsed, errors) = throughput(
-            &mut sut,
-            &mut next_id,
-            window.max(1),
-            args.throughput_requests,
-        )?;
+        let n = args.throughput_requests;
+        let t = Instant::now();
+        let errors = sut.pipeline(&make, next_id, window.max(1), n)?;
+        let elapsed = t.elapsed();
+        next_id += n as u64;
         let mut line = base("throughput");
         line["window"] = json!(window);
-        line["n"] = json!(args.throughput_requests);
-        line["msgs_per_s"] =
-            json!((args.throughput_requests as f64 / elapsed.as_secs_f64()).round());
+        line["n"] = json!(n);
+        line["msgs_per_s"] = json!((n as f64 / elapsed.as_secs_f64()).round());
         line["errors"] = json!(errors);
         lines.push(line);
     }
 
+    if let Some((rss, hwm)) = memory(sut.as_ref())? {
+        let mut line = base("memory");
+        line["rss_kib"] = json!(rss);
+        line["peak_kib"] = json!(hwm);
+        line["requests"] = json!(next_id);
+        lines.push(line);
+    }
+    if args.soak > 0 {
+        sut.pipeline(&make, next_id, 32, args.soak)?;
+        next_id += args.soak as u64;
+        if let Some((rss, hwm)) = memory(sut.as_ref())? {
+            let mut line = base("soak");
+            line["rss_kib"] = json!(rss);
+            line["peak_kib"] = json!(hwm);
+            line["requests"] = json!(next_id);
+            lines.push(line);
+        }
+    }
     for &mib in args.large_mib.iter().filter(|m| **m > 0) {
         let text = "a".repeat(mib << 20);
         let t = Instant::now();
-        sut.send(&echo_request(next_id, &text))?;
-        sut.flush()?;
-        let reply_len = sut.recv_response()?.len();
+        let reply_len = sut.call(&echo_request(next_id, &text))?.len();
         let elapsed = t.elapsed();
         next_id += 1;
         if reply_len < text.len() {
@@ -119,55 +157,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Vec<Value>> {
         lines.push(line);
     }
 
-    let (rss, hwm) = sut.memory_kib()?;
-    let mut line = base("memory");
-    line["rss_kib"] = json!(rss);
-    line["peak_kib"] = json!(hwm);
-    lines.push(line);
+    if let Some((rss, hwm)) = memory(sut.as_ref())? {
+        let mut line = base("after_large");
+        line["rss_kib"] = json!(rss);
+        line["peak_kib"] = json!(hwm);
+        lines.push(line);
+    }
     sut.finish()
         .context("shutting down the system under test")?;
     Ok(lines)
 }
 
-fn round_trip(sut: &mut Sut, id: u64, text: &str) -> anyhow::Result<()> {
-    sut.send(&echo_request(id, text))?;
-    sut.flush()?;
-    let reply = sut.recv_response()?;
+fn round_trip(sut: &mut dyn Transport, id: u64, text: &str) -> anyhow::Result<()> {
+    let reply = sut.call(&echo_request(id, text))?;
     if !reply.contains("\"result\"") {
         bail!("request {id} failed: {reply}");
     }
     Ok(())
-}
-
-/// Keeps `window` requests in flight until `total` were answered.
-fn throughput(
-    sut: &mut Sut,
-    next_id: &mut u64,
-    window: usize,
-    total: usize,
-) -> anyhow::Result<(Duration, usize)> {
-    let t = Instant::now();
-    let mut sent = 0;
-    let mut errors = 0;
-    while sent < window.min(total) {
-        sut.send(&echo_request(*next_id, "load"))?;
-        *next_id += 1;
-        sent += 1;
-    }
-    sut.flush()?;
-    for _ in 0..total {
-        let reply = sut.recv()?;
-        if !reply.contains("\"result\"") {
-            errors += 1;
-        }
-        if sent < total {
-            sut.send(&echo_request(*next_id, "load"))?;
-            sut.flush()?;
-            *next_id += 1;
-            sent += 1;
-        }
-    }
-    Ok((t.elapsed(), errors))
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {

@@ -1,26 +1,29 @@
-//! The system under test: a child process with piped stdio speaking newline-delimited
-//! JSON-RPC, and its memory figures from `/proc`.
+//! A system under test reached over stdio: a child process with piped stdio speaking
+//! newline-delimited JSON-RPC, pipelined (many requests may be written before replies are
+//! read).
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{self, Child, ChildStdin, ChildStdout, Command};
 
 use anyhow::{bail, Context};
 
-pub struct Sut {
+use crate::transport::{pipeline, Make, Stream, Transport};
+
+pub struct Stdio {
     child: Child,
     pub input: BufWriter<ChildStdin>,
     pub output: BufReader<ChildStdout>,
     line: String,
 }
 
-impl Sut {
+impl Stdio {
     pub fn spawn(command: &[String]) -> anyhow::Result<Self> {
         let (program, args) = command.split_first().context("no command given")?;
         let mut child = Command::new(program)
             .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stdin(process::Stdio::piped())
+            .stdout(process::Stdio::piped())
+            .stderr(process::Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {program}"))?;
         let input = BufWriter::with_capacity(1 << 16, child.stdin.take().context("stdin")?);
@@ -48,15 +51,6 @@ impl Sut {
         Ok(())
     }
 
-    /// Reads one line; fails on EOF.
-    pub fn recv(&mut self) -> anyhow::Result<&str> {
-        self.line.clear();
-        if self.output.read_line(&mut self.line)? == 0 {
-            bail!("the system under test closed its stdout");
-        }
-        Ok(self.line.trim_end())
-    }
-
     /// Reads lines until a response (not a notification) arrives.
     pub fn recv_response(&mut self) -> anyhow::Result<&str> {
         loop {
@@ -70,19 +64,6 @@ impl Sut {
         }
     }
 
-    /// `(VmRSS, VmHWM)` in KiB.
-    pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Ok((field("VmRSS:"), field("VmHWM:")))
-    }
-
     /// Closes stdin and waits for the process to exit.
     pub fn finish(mut self) -> anyhow::Result<()> {
         drop(self.input);
@@ -91,5 +72,50 @@ impl Sut {
             bail!("the system under test exited with {status}");
         }
         Ok(())
+    }
+}
+
+impl Transport for Stdio {
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid())
+    }
+
+    fn call(&mut self, line: &str) -> anyhow::Result<String> {
+        self.send(line)?;
+        self.flush()?;
+        Ok(self.recv_response()?.to_owned())
+    }
+
+    fn notify(&mut self, line: &str) -> anyhow::Result<()> {
+        self.send(line)?;
+        self.flush()
+    }
+
+    fn pipeline(
+        &mut self,
+        make: &Make,
+        first_id: u64,
+        window: usize,
+        total: usize,
+    ) -> anyhow::Result<usize> {
+        pipeline(self, make, first_id, window, total)
+    }
+
+    fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        Stdio::finish(*self)
+    }
+}
+
+impl Stream for Stdio {
+    fn write(&mut self, line: String) -> anyhow::Result<()> {
+        self.send(&line)
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        Stdio::flush(self)
+    }
+
+    fn read_response(&mut self) -> anyhow::Result<String> {
+        Ok(self.recv_response()?.to_owned())
     }
 }
