@@ -17,11 +17,18 @@ use crate::config::{ConnectionMode, Loaded, ServerTarget};
 use crate::frontend::fd::{Input, Output};
 use crate::frontend::stdio::{read_client, write_client, ReaderEnd};
 use crate::router::{Limits, Router};
+use crate::upstream::http::HttpUpstream;
 use crate::upstream::stdio::{Links, StdioUpstream};
 use crate::{shutdown, telemetry, upstream};
 
 /// Messages buffered between tasks (each way); bounded so a slow side slows the other.
 const CHANNEL_DEPTH: usize = 256;
+
+/// The transport the one configured server needs.
+enum Target {
+    Stdio(crate::config::StdioCommand),
+    Http(String),
+}
 
 pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     let cfg = loaded.config;
@@ -42,15 +49,14 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     if server.connection_mode == ConnectionMode::Gateway {
         bail!("server '{}' uses connection_mode: gateway, but gateway connections are not supported by this build yet; use connection_mode: direct with a stdio command", server.name);
     }
-    let command = match &server.target {
-        ServerTarget::Stdio(cmd) => cmd.clone(),
-        ServerTarget::Url(url) => bail!(
-            "server '{}': {}",
-            server.name,
-            upstream::unsupported_target(url).unwrap_or_default()
-        ),
+    let target = match &server.target {
+        ServerTarget::Stdio(cmd) => Target::Stdio(cmd.clone()),
+        ServerTarget::Url(url) => match upstream::unsupported_target(url) {
+            None => Target::Http(url.clone()),
+            Some(why) => bail!("server '{}': {why}", server.name),
+        },
         ServerTarget::AutoDetect { .. } => bail!(
-            "server '{}' uses auto_detect, which this build does not support yet; give it a `command` instead",
+            "server '{}' uses auto_detect, which this build does not support yet; give it a `command` or a `url` instead",
             server.name
         ),
     };
@@ -62,6 +68,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     let started = Instant::now();
     rt.block_on(async move {
         let local = cfg.local.clone();
+        let connect_timeout = cfg.direct.raw.default_timeout.map_or(std::time::Duration::from_secs(10), |d| d.0);
         let router = Arc::new(Router::new(
             server.name.clone(),
             Limits {
@@ -80,25 +87,41 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
             write_client(Output::stdout(), client_rx, local.write_buffer_size)
                 .instrument(tracing::info_span!("client_writer")),
         );
-        tracker.spawn(
-            StdioUpstream {
-                name: server.name.clone(),
-                command,
-                reconnect: server.reconnect.clone(),
-                max_message_size: local.max_message_size,
-                write_buffer_size: local.write_buffer_size,
-                request_timeout: local.request_timeout,
-                shutdown_grace: local.shutdown_grace,
-            }
-            .run(Links {
-                router: router.clone(),
-                from_router: upstream_rx,
-                to_client: to_client.clone(),
-                shutdown: upstream_stop.clone(),
-                tracker: tracker.clone(),
-            })
-            .instrument(tracing::info_span!("upstream", upstream = %server.name)),
-        );
+        let links = Links {
+            router: router.clone(),
+            from_router: upstream_rx,
+            to_client: to_client.clone(),
+            shutdown: upstream_stop.clone(),
+            tracker: tracker.clone(),
+        };
+        let span = tracing::info_span!("upstream", upstream = %server.name);
+        match target {
+            Target::Stdio(command) => tracker.spawn(
+                StdioUpstream {
+                    name: server.name.clone(),
+                    command,
+                    reconnect: server.reconnect.clone(),
+                    max_message_size: local.max_message_size,
+                    write_buffer_size: local.write_buffer_size,
+                    request_timeout: local.request_timeout,
+                    shutdown_grace: local.shutdown_grace,
+                }
+                .run(links)
+                .instrument(span),
+            ),
+            Target::Http(url) => tracker.spawn(
+                HttpUpstream {
+                    name: server.name.clone(),
+                    url,
+                    headers: server.headers.clone(),
+                    max_message_size: local.max_message_size,
+                    connect_timeout,
+                    shutdown_grace: local.shutdown_grace,
+                }
+                .run(links)
+                .instrument(span),
+            ),
+        };
         tracker.spawn(
             run_timer(router.clone(), to_upstream.clone(), to_client.clone(), timer_stop.clone())
                 .instrument(tracing::info_span!("timeouts")),

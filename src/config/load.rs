@@ -308,8 +308,26 @@ fn apply_flags(flags: &FlagOverrides, tree: &mut Value) {
     }
 }
 
-/// The server that `mcp-router -- CMD ARGS…` routes to, named after the program.
+/// The server that `mcp-router -- CMD ARGS…` routes to, named after the program; a lone
+/// URL (`mcp-router -- https://host/mcp`) is a network server named after its host.
 fn command_server(words: &[String]) -> RawServer {
+    if let [url] = words {
+        if let Some((scheme, rest)) = url.split_once("://") {
+            if ["http", "https", "ws", "wss"].contains(&scheme) {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+                return RawServer {
+                    name: Some(if host.is_empty() {
+                        url.clone()
+                    } else {
+                        host.to_owned()
+                    }),
+                    url: Some(url.clone()),
+                    ..RawServer::default()
+                };
+            }
+        }
+    }
     let name = Path::new(&words[0])
         .file_name()
         .map_or_else(|| words[0].clone(), |n| n.to_string_lossy().into_owned());

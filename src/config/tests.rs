@@ -474,3 +474,15 @@ fn pool_and_endpoint_entries_are_validated_like_the_gateway() {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
 }
+
+#[test]
+fn a_lone_url_after_the_dashes_is_a_network_server() {
+    let mut o = opts(None, &[]);
+    o.flags.stdio_command = Some(vec!["https://user@mcp.example.com:8443/mcp?x=1".into()]);
+    let c = load(&o).unwrap().config;
+    assert_eq!(c.servers[0].name, "mcp.example.com:8443");
+    match &c.servers[0].target {
+        ServerTarget::Url(u) => assert_eq!(u, "https://user@mcp.example.com:8443/mcp?x=1"),
+        other => panic!("{other:?}"),
+    }
+}

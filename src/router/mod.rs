@@ -433,6 +433,20 @@ impl Router {
         out
     }
 
+    /// The upstream could not answer one request (a transport error for that message
+    /// alone): the error for the client, if the request was still waiting.
+    pub fn fail_request(&self, id: &Id, reason: &RouterError) -> Option<Bytes> {
+        let mut st = self.lock();
+        st.pending.remove(id)?;
+        self.notify_if_idle(&st);
+        Some(reason.to_response(Some(id)))
+    }
+
+    /// The protocol version the server agreed to in `initialize` (handshake era).
+    pub fn negotiated_version(&self) -> Option<String> {
+        self.lock().session.negotiated().map(str::to_owned)
+    }
+
     /// Stop accepting new requests; pending ones may still complete.
     pub fn begin_shutdown(&self) {
         self.lock().shutting_down = true;
@@ -476,7 +490,7 @@ fn fmt_secs(secs: f64) -> String {
 }
 
 /// `params.requestId` of a `notifications/cancelled`, parsed only for that method.
-fn cancelled_request_id(raw: &Bytes) -> Option<Id> {
+pub(crate) fn cancelled_request_id(raw: &Bytes) -> Option<Id> {
     #[derive(serde::Deserialize)]
     struct Cancel<'a> {
         #[serde(borrow)]

@@ -6,13 +6,14 @@
 //! writing run in separate tasks so a peer that stops reading can never stop us reading it.
 //! Only transports live here; routing decisions do not.
 
+pub mod http;
 pub mod stdio;
 
-/// Why an upstream cannot be used in this build.
+/// Why an upstream cannot be used in this build (`None`: it can).
 pub fn unsupported_target(url: &str) -> Option<String> {
     let scheme = url.split("://").next().unwrap_or(url);
     let what = match scheme {
-        "http" | "https" => "Streamable HTTP / HTTP+SSE",
+        "http" | "https" => return None,
         "ws" | "wss" => "WebSocket",
         "tcp" | "tcps" | "tcp+tls" => "the TCP binary protocol",
         _ => return Some(format!("'{url}' has an unknown scheme '{scheme}' (use a command line, http(s)://, ws(s)://, tcp://, tcps://)")),

@@ -15,26 +15,40 @@ const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 /// Runs `scenario_client.py` against `server` (directly or through the router) and returns
 /// its normalized JSON document.
 fn scenario(py: &Path, mode: &str, peer: &str, server: &[String], via_router: bool) -> Value {
+    let mut args = vec!["--".to_owned()];
+    if via_router {
+        args.push(router_bin().display().to_string());
+        args.push("--".into());
+    }
+    args.extend_from_slice(server);
+    run_scenario(
+        py,
+        mode,
+        peer,
+        &args,
+        if via_router { "router" } else { "direct" },
+    )
+}
+
+/// Runs `scenario_client.py --mode MODE --peer PEER ARGS…` and returns its JSON document.
+pub fn run_scenario(py: &Path, mode: &str, peer: &str, args: &[String], label: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(py);
     cmd.arg(py_script("scenario_client.py"))
-        .args(["--mode", mode, "--peer", peer, "--"])
+        .args(["--mode", mode, "--peer", peer])
         .current_dir(dir.path())
         .env("MCP_LOGGING_FORMAT", "text")
         .env_remove("MCP_ROUTER_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if via_router {
-        cmd.arg(router_bin()).arg("--");
-    }
-    cmd.args(server);
+    cmd.args(args);
     let mut child = cmd.spawn().expect("start scenario client");
     let t0 = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > SCENARIO_TIMEOUT {
             let _ = child.kill();
-            panic!("scenario {mode}/{peer} (router: {via_router}) took over {SCENARIO_TIMEOUT:?}");
+            panic!("scenario {mode}/{peer} ({label}) took over {SCENARIO_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -42,7 +56,7 @@ fn scenario(py: &Path, mode: &str, peer: &str, server: &[String], via_router: bo
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "scenario {mode}/{peer} (router: {via_router}) failed: {}\nstdout: {stdout:.2000}\nstderr: {:.6000}",
+        "scenario {mode}/{peer} ({label}) failed: {}\nstdout: {stdout:.2000}\nstderr: {:.6000}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -53,6 +67,11 @@ fn scenario(py: &Path, mode: &str, peer: &str, server: &[String], via_router: bo
 fn same_with_and_without_router(mode: &str, peer: &str, server: Vec<String>, py: &Path) {
     let direct = scenario(py, mode, peer, &server, false);
     let routed = scenario(py, mode, peer, &server, true);
+    assert_same(mode, peer, &direct, &routed);
+}
+
+/// The two documents are equal; on failure, the differing lines.
+pub fn assert_same(mode: &str, peer: &str, direct: &Value, routed: &Value) {
     if direct != routed {
         let a = serde_json::to_string_pretty(&direct).unwrap();
         let b = serde_json::to_string_pretty(&routed).unwrap();

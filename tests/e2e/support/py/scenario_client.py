@@ -77,7 +77,7 @@ async def call_with_progress(client: Client, name: str, args: dict[str, Any]) ->
     return dump(result), seen
 
 
-async def sdk_scenario(client: Client, rec: Recorder, mode: str) -> dict[str, Any]:
+async def sdk_scenario(client: Client, rec: Recorder, mode: str, ask: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out["tools"] = sorted((dump(t) for t in (await client.list_tools()).tools), key=lambda t: t["name"])
     out["resources"] = dump((await client.list_resources()).resources)
@@ -87,7 +87,8 @@ async def sdk_scenario(client: Client, rec: Recorder, mode: str) -> dict[str, An
     out["add"] = dump(await client.call_tool("add", {"a": 2, "b": 40}))
     out["slow"], out["progress"] = await call_with_progress(client, "slow", {"steps": 4})
     out["chatty"] = dump(await client.call_tool("chatty", {}))
-    out["ask_name"] = dump(await client.call_tool("ask_name", {}))
+    if ask:
+        out["ask_name"] = dump(await client.call_tool("ask_name", {}))
     out["read_static"] = dump(await client.read_resource("demo://static"))
     out["read_template"] = dump(await client.read_resource("demo://greeting/router"))
     out["prompt"] = dump(await client.get_prompt("review", {"code": "print(1)"}))
@@ -135,13 +136,22 @@ async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", required=True, choices=["legacy", "2026-07-28", "auto"])
     ap.add_argument("--peer", required=True, choices=["sdk", "everything"])
+    ap.add_argument("--url", help="connect to this Streamable HTTP URL instead of running a command")
+    ap.add_argument(
+        "--no-server-requests",
+        action="store_true",
+        help="skip the tool that asks the client (a JSON-reply HTTP server cannot carry that request)",
+    )
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not cmd:
-        print("scenario_client: no server command given after --", file=sys.stderr)
+    if args.url:
+        params = args.url
+    elif cmd:
+        params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
+    else:
+        print("scenario_client: give --url URL or a server command after --", file=sys.stderr)
         return 2
-    params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
     rec = Recorder()
     async with Client(
         params,
@@ -159,7 +169,7 @@ async def main() -> int:
             "instructions": client.instructions,
         }
         if args.peer == "sdk":
-            out.update(await sdk_scenario(client, rec, args.mode))
+            out.update(await sdk_scenario(client, rec, args.mode, ask=not args.no_server_requests))
         else:
             out.update(await everything_scenario(client, rec, args.mode))
     print(json.dumps(out, sort_keys=True, ensure_ascii=False))

@@ -5,6 +5,7 @@ add, slow with progress, chatty with log messages, ask_name with elicitation, cr
 a static resource, a resource template and a prompt. Outputs are deterministic.
 
 Run: python sdk_server.py --transport stdio
+     python sdk_server.py --transport streamable-http --port 8000 [--json-response] [--stateless]
 """
 
 import argparse
@@ -91,9 +92,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--transport", default="stdio", choices=["stdio", "streamable-http", "sse"])
     ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--json-response", action="store_true", help="streamable-http: JSON replies, not SSE")
+    ap.add_argument("--stateless", action="store_true", help="streamable-http: no sessions")
     args = ap.parse_args()
     if args.transport == "stdio":
         server.run("stdio")
+    elif args.transport == "streamable-http":
+        server.run(
+            "streamable-http",
+            host="127.0.0.1",
+            port=args.port,
+            json_response=args.json_response,
+            stateless_http=args.stateless,
+        )
     else:
         server.run(args.transport, host="127.0.0.1", port=args.port)
 

@@ -1,0 +1,615 @@
+//! A Streamable HTTP MCP server (`http://`, `https://`), both eras.
+//!
+//! Each client message becomes one POST (reqwest: pooled keep-alive connections, HTTP/2
+//! where offered, rustls with verification on). A request's reply is a JSON body or an SSE
+//! stream carrying notifications and server→client requests, then the response; each
+//! message goes through the router to the client as the bytes the server sent. A
+//! notification or response gets `202`. Handshake era: the `Mcp-Session-Id` from
+//! `initialize` goes on every later POST with `MCP-Protocol-Version`; a `404` on a session
+//! means the session is gone, so the client's own handshake is replayed (reply swallowed)
+//! and the message sent again; a GET stream carries server-initiated messages; the session
+//! is DELETEd on shutdown. 2026-07-28: no session, the routing headers (`MCP-Protocol-Version`,
+//! `Mcp-Method`, `Mcp-Name`) mirror the body; cancelling closes the POST's stream.
+//! What happens to a message is decided by the router; this module only moves it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Response, StatusCode};
+use serde::Deserialize;
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+
+use super::stdio::Links;
+use crate::router::{cancelled_request_id, Router, UpstreamDecision};
+use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// How long a lost GET stream waits before it is opened again, unless the server said
+/// otherwise with `retry:`.
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
+/// Everything a Streamable HTTP upstream needs.
+pub struct HttpUpstream {
+    pub name: String,
+    pub url: String,
+    /// Extra headers on every request (e.g. `Authorization`); values are secrets.
+    pub headers: BTreeMap<String, String>,
+    pub max_message_size: usize,
+    pub connect_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// State shared by the dispatcher and the per-request tasks.
+struct Shared {
+    name: String,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    max: usize,
+    router: Arc<Router>,
+    to_client: tokio::sync::mpsc::Sender<Bytes>,
+    session: Mutex<Option<String>>,
+    /// One re-initialization at a time; the others wait and then use its session.
+    reinit: tokio::sync::Mutex<()>,
+    /// In-flight request streams, so a cancellation can close them.
+    inflight: Mutex<HashMap<Id, AbortHandle>>,
+    get_stream: Mutex<Option<AbortHandle>>,
+}
+
+/// Why a POST did not produce its answer.
+enum PostError {
+    /// `404` on a request that carried a session id.
+    SessionGone,
+    Failed(String),
+}
+
+#[derive(Deserialize)]
+struct Routing<'a> {
+    #[serde(borrow)]
+    params: Option<RoutingParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RoutingParams<'a> {
+    #[serde(borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    uri: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "_meta", borrow)]
+    meta: Option<RoutingMeta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RoutingMeta<'a> {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow)]
+    version: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl HttpUpstream {
+    /// Sends messages until shutdown; never gives up (each failure answers its request).
+    pub async fn run(self, mut links: Links) {
+        let url = match reqwest::Url::parse(&self.url) {
+            Ok(u) => u,
+            Err(e) => {
+                let err = RouterError::new(
+                    ErrorKind::UpstreamUnavailable,
+                    format!(
+                        "server '{}': '{}' is not a valid URL: {e}",
+                        self.name, self.url
+                    ),
+                );
+                for reply in links.router.upstream_failed(err) {
+                    let _ = links.to_client.send(reply).await;
+                }
+                return;
+            }
+        };
+        let client = match reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let err = RouterError::new(
+                    ErrorKind::UpstreamUnavailable,
+                    format!("server '{}': cannot set up the HTTP client: {e}", self.name),
+                );
+                for reply in links.router.upstream_failed(err) {
+                    let _ = links.to_client.send(reply).await;
+                }
+                return;
+            }
+        };
+        let mut headers = HeaderMap::new();
+        for (k, v) in &self.headers {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(name), Ok(mut value)) => {
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
+                // The value may be a secret: name the header only.
+                _ => {
+                    tracing::warn!(upstream = %self.name, header = %k, "ignoring a header that is not valid HTTP")
+                }
+            }
+        }
+        let shared = Arc::new(Shared {
+            name: self.name.clone(),
+            client,
+            url,
+            headers,
+            max: self.max_message_size,
+            router: links.router.clone(),
+            to_client: links.to_client.clone(),
+            session: Mutex::new(None),
+            reinit: tokio::sync::Mutex::new(()),
+            inflight: Mutex::new(HashMap::new()),
+            get_stream: Mutex::new(None),
+        });
+        // There is no connection to wait for: the first POST opens one.
+        let (_, queued) = links.router.upstream_up();
+        for bytes in queued {
+            dispatch(&shared, &links, bytes).await;
+        }
+        loop {
+            let next = tokio::select! {
+                _ = links.shutdown.cancelled() => break,
+                m = links.from_router.recv() => m,
+            };
+            match next {
+                Some(out) => dispatch(&shared, &links, out.bytes).await,
+                None => break,
+            }
+        }
+        if let Some(h) = lock(&shared.get_stream).take() {
+            h.abort();
+        }
+        let session = lock(&shared.session).clone();
+        if let Some(session) = session {
+            let delete = shared
+                .client
+                .delete(shared.url.clone())
+                .headers(shared.headers.clone())
+                .header(SESSION_HEADER, session)
+                .send();
+            match tokio::time::timeout(self.shutdown_grace, delete).await {
+                Ok(Ok(r)) => {
+                    tracing::debug!(upstream = %self.name, status = %r.status(), "session ended")
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(upstream = %self.name, "ending the session failed: {e}")
+                }
+                Err(_) => tracing::debug!(upstream = %self.name, "ending the session timed out"),
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends one client message. `initialize`, notifications and responses are sent in order
+/// (the next message waits for their status); a request's reply streams in its own task.
+async fn dispatch(shared: &Arc<Shared>, links: &Links, bytes: Bytes) {
+    let msg = match Message::parse(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(upstream = %shared.name, "not forwarding an unparseable message: {e}");
+            return;
+        }
+    };
+    if msg.method() == Some("notifications/cancelled") {
+        if let Some(target) = cancelled_request_id(msg.raw()) {
+            // Closing the POST's stream is how 2026-07-28 cancels; in the handshake era the
+            // notification below does, and the stream has nothing left the client wants.
+            if let Some(h) = lock(&shared.inflight).remove(&target) {
+                h.abort();
+            }
+        }
+    }
+    let concurrent = msg.kind() == Kind::Request && msg.method() != Some("initialize");
+    if !concurrent {
+        send(shared.clone(), msg).await;
+        return;
+    }
+    let Some(id) = msg.id().cloned() else { return };
+    let task_shared = shared.clone();
+    let task_id = id.clone();
+    let handle = links.tracker.spawn(
+        async move {
+            send(task_shared.clone(), msg).await;
+            lock(&task_shared.inflight).remove(&task_id);
+        }
+        .instrument(tracing::debug_span!("post", %id)),
+    );
+    lock(&shared.inflight).insert(id, handle.abort_handle());
+}
+
+/// POSTs a message, re-initializing once if the session is gone, and answers the client
+/// with an error if the message (a request) got no answer.
+async fn send(shared: Arc<Shared>, msg: Message) {
+    let mut outcome = post(&shared, &msg).await;
+    if let Err(PostError::SessionGone) = outcome {
+        outcome = match reinitialize(&shared).await {
+            Ok(()) => post(&shared, &msg).await,
+            Err(e) => Err(PostError::Failed(e)),
+        };
+    }
+    let text = match outcome {
+        Ok(()) => return,
+        Err(PostError::SessionGone) => format!(
+            "server '{}' lost the session again right after it was re-established",
+            shared.name
+        ),
+        Err(PostError::Failed(text)) => text,
+    };
+    tracing::warn!(upstream = %shared.name, "{text}");
+    if let (Kind::Request, Some(id)) = (msg.kind(), msg.id()) {
+        let err = RouterError::new(ErrorKind::UpstreamUnavailable, text);
+        if let Some(reply) = shared.router.fail_request(id, &err) {
+            let _ = shared.to_client.send(reply).await;
+        }
+    }
+}
+
+fn build_post(shared: &Shared, msg: &Message, session: Option<&str>) -> reqwest::RequestBuilder {
+    let mut req = shared
+        .client
+        .post(shared.url.clone())
+        .headers(shared.headers.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json, text/event-stream");
+    if let Some(s) = session {
+        req = req.header(SESSION_HEADER, s);
+    }
+    let routing = serde_json::from_slice::<Routing>(msg.raw())
+        .ok()
+        .and_then(|r| r.params);
+    let stateless_version = routing
+        .as_ref()
+        .and_then(|p| p.meta.as_ref())
+        .and_then(|m| m.version.clone());
+    if let Some(version) = stateless_version {
+        // 2026-07-28: the headers must say what the body says.
+        req = req.header(VERSION_HEADER, version.as_ref());
+        if let Some(method) = msg.method() {
+            req = req.header("mcp-method", method);
+        }
+        let name = match msg.method() {
+            Some("tools/call" | "prompts/get") => routing.as_ref().and_then(|p| p.name.clone()),
+            Some("resources/read") => routing.as_ref().and_then(|p| p.uri.clone()),
+            _ => None,
+        };
+        if let Some(name) = name {
+            req = req.header("mcp-name", header_text(&name));
+        }
+    } else if msg.method() != Some("initialize") {
+        if let Some(v) = shared.router.negotiated_version() {
+            req = req.header(VERSION_HEADER, v);
+        }
+    }
+    req.body(msg.raw().clone())
+}
+
+/// A header value for arbitrary text: as is when it is plain ASCII, else `=?base64?…?=`.
+fn header_text(text: &str) -> String {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        text.to_owned()
+    } else {
+        use base64::Engine;
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(text)
+        )
+    }
+}
+
+async fn post(shared: &Shared, msg: &Message) -> Result<(), PostError> {
+    let session = lock(&shared.session).clone();
+    let resp = build_post(shared, msg, session.as_deref())
+        .send()
+        .await
+        .map_err(|e| {
+            PostError::Failed(format!(
+                "cannot reach server '{}' at {}: {}",
+                shared.name,
+                shared.url,
+                error_chain(&e)
+            ))
+        })?;
+    let status = resp.status();
+    if status == StatusCode::NOT_FOUND && session.is_some() {
+        return Err(PostError::SessionGone);
+    }
+    if msg.method() == Some("initialize") && status.is_success() {
+        if let Some(s) = resp
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            *lock(&shared.session) = Some(s.to_owned());
+        }
+    }
+    if msg.kind() != Kind::Request {
+        return if status.is_success() {
+            Ok(())
+        } else {
+            Err(PostError::Failed(format!(
+                "server '{}' refused a {} with HTTP {status}",
+                shared.name,
+                msg.method().unwrap_or("response")
+            )))
+        };
+    }
+    let delivered = read_reply(shared, resp, None).await?;
+    if delivered == 0 {
+        return Err(PostError::Failed(format!(
+            "server '{}' answered HTTP {status} without a JSON-RPC response",
+            shared.name
+        )));
+    }
+    if msg.method() == Some("initialize") && status.is_success() {
+        start_get_stream(shared);
+    }
+    Ok(())
+}
+
+/// Reads a reply body (JSON or SSE) and hands each message to the router. Returns how many
+/// messages were delivered. With `swallow`, the response to that id is returned to the
+/// caller through the slot instead (a replayed `initialize`).
+async fn read_reply(
+    shared: &Shared,
+    resp: Response,
+    mut swallow: Option<(&Id, &mut Option<Message>)>,
+) -> Result<usize, PostError> {
+    let status = resp.status();
+    let is_sse = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut delivered = 0;
+    if !is_sse {
+        if resp.content_length().is_some_and(|n| n > shared.max as u64) {
+            return Err(PostError::Failed(format!("the reply from server '{}' is over the {}-byte message limit (raise local.max_message_size)", shared.name, shared.max)));
+        }
+        let body = read_limited(resp, shared.max).await.map_err(|e| {
+            PostError::Failed(format!(
+                "reading the reply from server '{}' failed: {e}",
+                shared.name
+            ))
+        })?;
+        match Message::parse(body.clone()) {
+            Ok(msg) => {
+                deliver(shared, msg, &mut swallow).await;
+                delivered += 1;
+            }
+            Err(_) if !status.is_success() => {
+                let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                return Err(PostError::Failed(format!(
+                    "server '{}' answered HTTP {status}: {}",
+                    shared.name,
+                    snippet.trim()
+                )));
+            }
+            Err(e) => {
+                return Err(PostError::Failed(format!(
+                    "server '{}' sent a reply that is not JSON-RPC: {e}",
+                    shared.name
+                )))
+            }
+        }
+        return Ok(delivered);
+    }
+    let mut events = resp.bytes_stream().eventsource();
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| {
+            PostError::Failed(format!(
+                "the reply stream from server '{}' broke: {e}",
+                shared.name
+            ))
+        })?;
+        if event.data.is_empty() {
+            continue;
+        }
+        if event.data.len() > shared.max {
+            tracing::warn!(upstream = %shared.name, len = event.data.len(), "dropping an SSE event over the message limit");
+            continue;
+        }
+        match Message::parse(Bytes::from(event.data)) {
+            Ok(msg) => {
+                let is_response = msg.kind() == Kind::Response;
+                deliver(shared, msg, &mut swallow).await;
+                delivered += 1;
+                if is_response {
+                    // The response ends the stream's purpose; don't wait for the server to close.
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %shared.name, "ignoring an SSE event that is not JSON-RPC: {e}")
+            }
+        }
+    }
+    Ok(delivered)
+}
+
+async fn read_limited(mut resp: Response, max: usize) -> Result<Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+        if buf.len() + chunk.len() > max {
+            return Err(format!(
+                "over the {max}-byte message limit (raise local.max_message_size)"
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+async fn deliver(shared: &Shared, msg: Message, swallow: &mut Option<(&Id, &mut Option<Message>)>) {
+    if let Some((id, slot)) = swallow {
+        if msg.kind() == Kind::Response && msg.id() == Some(*id) {
+            **slot = Some(msg);
+            return;
+        }
+    }
+    if let UpstreamDecision::Deliver(bytes) = shared.router.from_upstream(msg) {
+        let _ = shared.to_client.send(bytes).await;
+    }
+}
+
+/// The server forgot the session: replay the client's handshake without a session id.
+async fn reinitialize(shared: &Shared) -> Result<(), String> {
+    let stale = lock(&shared.session).clone();
+    let _guard = shared.reinit.lock().await;
+    if *lock(&shared.session) != stale {
+        return Ok(()); // someone else already did it
+    }
+    *lock(&shared.session) = None;
+    let Some(hs) = shared.router.handshake() else {
+        return Err(format!("server '{}' lost the session and the client's handshake is not known, so it cannot be restored", shared.name));
+    };
+    tracing::info!(upstream = %shared.name, "session expired on the server; replaying the client's handshake");
+    let id = Id::router_owned("mcp-router-reinit");
+    let init = hs.initialize.with_id(&id);
+    let resp = build_post(shared, &init, None).send().await.map_err(|e| {
+        format!(
+            "re-initializing server '{}' failed: {}",
+            shared.name,
+            error_chain(&e)
+        )
+    })?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "server '{}' refused the replayed initialize with HTTP {}",
+            shared.name,
+            resp.status()
+        ));
+    }
+    if let Some(s) = resp
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        *lock(&shared.session) = Some(s.to_owned());
+    }
+    let mut reply = None;
+    read_reply(shared, resp, Some((&id, &mut reply)))
+        .await
+        .map_err(|e| match e {
+            PostError::Failed(t) => t,
+            PostError::SessionGone => "session lost during re-initialization".into(),
+        })?;
+    match reply {
+        Some(r) if !r.raw().windows(8).any(|w| w == b"\"error\":") => {}
+        _ => {
+            return Err(format!(
+                "server '{}' did not accept the replayed initialize",
+                shared.name
+            ))
+        }
+    }
+    if let Some(initialized) = &hs.initialized {
+        let session = lock(&shared.session).clone();
+        let _ = build_post(shared, initialized, session.as_deref())
+            .send()
+            .await;
+    }
+    start_get_stream(shared);
+    Ok(())
+}
+
+/// Opens (or reopens) the GET stream for server-initiated messages, if there is a session.
+fn start_get_stream(shared: &Shared) {
+    let Some(session) = lock(&shared.session).clone() else {
+        return;
+    };
+    let (client, url, headers, name) = (
+        shared.client.clone(),
+        shared.url.clone(),
+        shared.headers.clone(),
+        shared.name.clone(),
+    );
+    let (router, to_client, max) = (shared.router.clone(), shared.to_client.clone(), shared.max);
+    let task = tokio::spawn(
+        async move {
+            let mut last_event: Option<String> = None;
+            let mut retry = DEFAULT_RETRY;
+            loop {
+                let mut req = client
+                    .get(url.clone())
+                    .headers(headers.clone())
+                    .header(ACCEPT, "text/event-stream")
+                    .header(SESSION_HEADER, &session);
+                if let Some(v) = router.negotiated_version() {
+                    req = req.header(VERSION_HEADER, v);
+                }
+                if let Some(id) = &last_event {
+                    req = req.header("last-event-id", id);
+                }
+                match req.send().await {
+                    Ok(resp) if resp.status().is_success() => {
+                        let mut events = resp.bytes_stream().eventsource();
+                        while let Some(Ok(event)) = events.next().await {
+                            if !event.id.is_empty() {
+                                last_event = Some(event.id.clone());
+                            }
+                            if let Some(r) = event.retry {
+                                retry = r;
+                            }
+                            if event.data.is_empty() || event.data.len() > max {
+                                continue;
+                            }
+                            if let Ok(msg) = Message::parse(Bytes::from(event.data)) {
+                                if let UpstreamDecision::Deliver(bytes) = router.from_upstream(msg) {
+                                    let _ = to_client.send(bytes).await;
+                                }
+                            }
+                        }
+                    }
+                    Ok(resp) => {
+                        // 405: the server has no such stream; 404: the session is gone (the
+                        // next POST notices and re-initializes, which reopens this).
+                        tracing::debug!(upstream = %name, status = %resp.status(), "no server-initiated stream");
+                        return;
+                    }
+                    Err(e) => tracing::debug!(upstream = %name, "server-initiated stream failed: {}", error_chain(&e)),
+                }
+                tokio::time::sleep(retry).await;
+            }
+        }
+        .instrument(tracing::debug_span!("get_stream")),
+    );
+    if let Some(old) = lock(&shared.get_stream).replace(task.abort_handle()) {
+        old.abort();
+    }
+}
+
+/// `reqwest` errors hide the useful part (connection refused, certificate unknown) in
+/// their sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}

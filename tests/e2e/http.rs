@@ -1,0 +1,239 @@
+//! Streamable HTTP upstreams: the official Python SDK client, once connected straight to a
+//! real HTTP server and once through `mcp-router -- http://…/mcp` (client → router over
+//! stdio → server over HTTP), must see the same results. Servers: the Python SDK's
+//! `MCPServer` (SSE and JSON replies, stateful and stateless) and server-everything's
+//! `streamableHttp` mode. Plus: a server restarted mid-session (404 → re-initialize).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::interop::{assert_same, run_scenario};
+use crate::support::*;
+
+/// A server process on a loopback port, killed on drop.
+struct HttpServer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    assert!(
+        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "server on port {port} did not start"
+    );
+}
+
+fn sdk_http_server(py: &Path, flags: &[&str]) -> HttpServer {
+    let port = free_port();
+    let child = Command::new(py)
+        .arg(py_script("sdk_server.py"))
+        .args([
+            "--transport",
+            "streamable-http",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    HttpServer {
+        child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    }
+}
+
+fn everything_http_server() -> Option<HttpServer> {
+    let js = server_everything()?;
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(js)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    Some(HttpServer {
+        child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    })
+}
+
+fn same_over_http(py: &Path, mode: &str, peer: &str, url: &str) {
+    same_over_http_with(py, mode, peer, url, &[]);
+}
+
+fn same_over_http_with(py: &Path, mode: &str, peer: &str, url: &str, extra: &[&str]) {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let direct_args = [extra.clone(), vec!["--url".into(), url.into()]].concat();
+    let direct = run_scenario(py, mode, peer, &direct_args, "direct http");
+    let routed_args = [
+        extra,
+        vec![
+            "--".into(),
+            router_bin().display().to_string(),
+            "--".into(),
+            url.into(),
+        ],
+    ]
+    .concat();
+    let routed = run_scenario(py, mode, peer, &routed_args, "router → http");
+    assert_same(mode, peer, &direct, &routed);
+}
+
+#[test]
+fn python_sdk_http_server_sse_replies() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_http_server(&py, &[]);
+    for mode in ["legacy", "auto"] {
+        same_over_http(&py, mode, "sdk", &server.url);
+    }
+}
+
+#[test]
+fn python_sdk_http_server_json_replies() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_http_server(&py, &["--json-response"]);
+    // With JSON replies the server has no stream to ask the client on: the SDK's own
+    // client fails that tool directly too, so the scenario leaves it out here.
+    same_over_http_with(&py, "legacy", "sdk", &server.url, &["--no-server-requests"]);
+}
+
+#[test]
+fn python_sdk_http_server_stateless_2026() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_http_server(&py, &["--stateless"]);
+    same_over_http(&py, "2026-07-28", "sdk", &server.url);
+}
+
+#[test]
+fn server_everything_streamable_http() {
+    let Some(py) = sdk_python() else { return };
+    let Some(server) = everything_http_server() else {
+        return;
+    };
+    for mode in ["legacy", "auto"] {
+        same_over_http(&py, mode, "everything", &server.url);
+    }
+}
+
+/// The server restarts mid-session (its sessions are gone: 404): the router replays the
+/// client's handshake on a new session and the next request succeeds, with no error seen.
+#[test]
+fn a_lost_session_is_re_established() {
+    let Some(py) = sdk_python() else { return };
+    let port = free_port();
+    let start = || {
+        let child = Command::new(&py)
+            .arg(py_script("sdk_server.py"))
+            .args([
+                "--transport",
+                "streamable-http",
+                "--port",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        HttpServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    };
+    let server = start();
+    let mut router = RouterProc::start(&["--", &server.url], &[]);
+    let init = router.initialize("2025-11-25");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "sdk-test-server",
+        "{init}"
+    );
+    let echo = |router: &mut RouterProc, id: i64| {
+        router.request(
+            json!(id),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": format!("hi {id}")}}),
+        )
+    };
+    let first = echo(&mut router, 2);
+    assert_eq!(first["result"]["content"][0]["text"], "hi 2", "{first}");
+
+    drop(server);
+    let _server = start();
+    let second = echo(&mut router, 3);
+    assert_eq!(second["result"]["content"][0]["text"], "hi 3", "{second}");
+    assert!(
+        router.wait_log("replaying the client's handshake", Duration::from_secs(5)),
+        "{}",
+        router.stderr()
+    );
+    router.close_stdin();
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+/// Nothing listens: the request gets a JSON-RPC error naming the server, and the router
+/// keeps serving.
+#[test]
+fn an_unreachable_server_is_an_error_for_that_request() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut router = RouterProc::start(&["--", &url], &[]);
+    let reply: Value = router.initialize("2025-11-25");
+    let message = reply["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("cannot reach server") && message.contains(&url),
+        "{reply}"
+    );
+    assert_eq!(
+        reply["error"]["data"]["kind"], "upstream_unavailable",
+        "{reply}"
+    );
+    let again = router.request(json!(2), "tools/list", json!({}));
+    assert!(again["error"].is_object(), "{again}");
+    router.close_stdin();
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
