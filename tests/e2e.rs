@@ -12,3 +12,5 @@ mod http;
 mod interop;
 #[path = "e2e/stdio.rs"]
 mod stdio;
+#[path = "e2e/ws.rs"]
+mod ws;

@@ -19,6 +19,7 @@ use crate::frontend::stdio::{read_client, write_client, ReaderEnd};
 use crate::router::{Limits, Router};
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::stdio::{Links, StdioUpstream};
+use crate::upstream::ws::WsUpstream;
 use crate::{shutdown, telemetry, upstream};
 
 /// Messages buffered between tasks (each way); bounded so a slow side slows the other.
@@ -28,6 +29,7 @@ const CHANNEL_DEPTH: usize = 256;
 enum Target {
     Stdio(crate::config::StdioCommand),
     Http(String),
+    Ws(String),
 }
 
 pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
@@ -52,6 +54,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     let target = match &server.target {
         ServerTarget::Stdio(cmd) => Target::Stdio(cmd.clone()),
         ServerTarget::Url(url) => match upstream::unsupported_target(url) {
+            None if url.starts_with("ws") => Target::Ws(url.clone()),
             None => Target::Http(url.clone()),
             Some(why) => bail!("server '{}': {why}", server.name),
         },
@@ -69,6 +72,13 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     rt.block_on(async move {
         let local = cfg.local.clone();
         let connect_timeout = cfg.direct.raw.default_timeout.map_or(std::time::Duration::from_secs(10), |d| d.0);
+        let ws_ping = cfg
+            .direct
+            .raw
+            .websocket
+            .as_ref()
+            .and_then(|w| w.ping_interval)
+            .map_or(std::time::Duration::from_secs(30), |d| d.0);
         let router = Arc::new(Router::new(
             server.name.clone(),
             Limits {
@@ -117,6 +127,20 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                     max_message_size: local.max_message_size,
                     connect_timeout,
                     shutdown_grace: local.shutdown_grace,
+                }
+                .run(links)
+                .instrument(span),
+            ),
+            Target::Ws(url) => tracker.spawn(
+                WsUpstream {
+                    name: server.name.clone(),
+                    url,
+                    headers: server.headers.clone(),
+                    reconnect: server.reconnect.clone(),
+                    max_message_size: local.max_message_size,
+                    connect_timeout,
+                    ping_interval: ws_ping,
+                    request_timeout: local.request_timeout,
                 }
                 .run(links)
                 .instrument(span),

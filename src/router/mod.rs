@@ -20,7 +20,8 @@ use tokio::sync::Notify;
 use crate::wire::error::cancelled_notification;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 use pending::{Pending, Stage};
-use session::{Handshake, Session};
+pub use session::Handshake;
+use session::Session;
 
 /// Limits the router enforces.
 #[derive(Debug, Clone)]

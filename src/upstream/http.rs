@@ -25,6 +25,7 @@ use serde::Deserialize;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
+use super::error_chain;
 use super::stdio::Links;
 use crate::router::{cancelled_request_id, Router, UpstreamDecision};
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
@@ -596,20 +597,4 @@ fn start_get_stream(shared: &Shared) {
     if let Some(old) = lock(&shared.get_stream).replace(task.abort_handle()) {
         old.abort();
     }
-}
-
-/// `reqwest` errors hide the useful part (connection refused, certificate unknown) in
-/// their sources.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }

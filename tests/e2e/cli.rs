@@ -165,7 +165,7 @@ fn running_with_a_feature_not_built_says_so() {
     let path = dir.path().join("gw.yaml");
     std::fs::write(
         &path,
-        "servers:\n  - { name: remote, url: \"wss://example.com/mcp\" }\n",
+        "servers:\n  - { name: remote, url: \"tcps://example.com:8444\" }\n",
     )
     .unwrap();
     let out = Command::new(router_bin())

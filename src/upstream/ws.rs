@@ -1,0 +1,308 @@
+//! A WebSocket MCP server (`ws://`, `wss://`): one JSON-RPC message per text frame.
+//!
+//! The supervisor owns the connection for its whole life: connect (subprotocol `mcp`
+//! offered, configured headers such as `Authorization` on the upgrade, rustls with
+//! verification on), replay the client's handshake on a new connection (reply swallowed),
+//! flush what queued meanwhile, then write the client's messages while a separate task
+//! reads frames (so a server that stops reading can't stop us reading it). Pings keep idle
+//! connections alive and detect dead ones. When the connection drops, the requests it
+//! carried get an error and it is re-established with backoff. On shutdown: close 1000.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::Instrument;
+
+use super::error_chain;
+use super::stdio::Links;
+use crate::config::ReconnectPolicy;
+use crate::resilience::backoff::Backoff;
+use crate::router::{Router, UpstreamDecision};
+use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A connection that stayed up this long has recovered: the backoff starts over.
+const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
+
+/// Everything a WebSocket supervisor needs.
+pub struct WsUpstream {
+    pub name: String,
+    pub url: String,
+    /// Extra headers on the upgrade request (values may be secrets).
+    pub headers: BTreeMap<String, String>,
+    pub reconnect: ReconnectPolicy,
+    pub max_message_size: usize,
+    pub connect_timeout: Duration,
+    pub ping_interval: Duration,
+    pub request_timeout: Duration,
+}
+
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+impl WsUpstream {
+    /// Runs until shutdown or until the server can no longer be reached.
+    pub async fn run(self, mut links: Links) {
+        let mut backoff = Backoff::new(self.reconnect.clone());
+        loop {
+            let started = Instant::now();
+            let end = tokio::select! {
+                _ = links.shutdown.cancelled() => End::Shutdown,
+                c = self.connect() => match c {
+                    Ok(socket) => self.connection(socket, &mut links).await,
+                    Err(e) => End::Lost(e),
+                },
+            };
+            let reason = match end {
+                End::Shutdown => return,
+                End::Lost(reason) => reason,
+            };
+            if started.elapsed() >= HEALTHY_UPTIME {
+                backoff.reset();
+            }
+            let Some(delay) = backoff.next_delay(rand::random::<f64>()) else {
+                let text = format!(
+                    "server '{}' could not be reached: {reason}; gave up after {} attempts (reconnect.max_attempts)",
+                    self.name,
+                    backoff.failures()
+                );
+                tracing::error!(upstream = %self.name, "{text}");
+                for reply in links
+                    .router
+                    .upstream_failed(RouterError::new(ErrorKind::UpstreamUnavailable, text))
+                {
+                    let _ = links.to_client.send(reply).await;
+                }
+                return;
+            };
+            tracing::warn!(upstream = %self.name, delay_ms = delay.as_millis() as u64, "{reason}; reconnecting");
+            tokio::select! {
+                _ = links.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Socket, String> {
+        let mut req = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("'{}' is not a usable WebSocket URL: {e}", self.url))?;
+        req.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("mcp"));
+        for (k, v) in &self.headers {
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(name), Ok(value)) => {
+                    req.headers_mut().insert(name, value);
+                }
+                _ => {
+                    tracing::warn!(upstream = %self.name, header = %k, "ignoring a header that is not valid HTTP")
+                }
+            }
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size));
+        let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok((socket, _))) => {
+                tracing::info!(upstream = %self.name, url = %self.url, "connected");
+                Ok(socket)
+            }
+            Ok(Err(e)) => Err(format!(
+                "cannot connect to server '{}' at {}: {}",
+                self.name,
+                self.url,
+                error_chain(&e)
+            )),
+            Err(_) => Err(format!(
+                "connecting to server '{}' at {} timed out after {:?}",
+                self.name, self.url, self.connect_timeout
+            )),
+        }
+    }
+
+    /// One connection, from connect to loss.
+    async fn connection(&self, socket: Socket, links: &mut Links) -> End {
+        let (mut sink, mut stream) = socket.split();
+        if let Some(hs) = links.router.handshake() {
+            match self.replay(&mut sink, &mut stream, hs).await {
+                Ok(()) => {
+                    tracing::info!(upstream = %self.name, "client session replayed on the new connection")
+                }
+                Err(e) => return End::Lost(format!("session replay failed: {e}")),
+            }
+        }
+        let reader = tokio::spawn(
+            read_frames(stream, links.router.clone(), links.to_client.clone())
+                .instrument(tracing::info_span!("ws_reader", upstream = %self.name)),
+        );
+        let mut reader = std::pin::pin!(reader);
+        let (gen, queued) = links.router.upstream_up();
+        let mut result = async {
+            for bytes in queued {
+                sink.feed(text_frame(bytes)?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            sink.flush().await.map_err(|e| e.to_string())
+        }
+        .await;
+        let mut ping = tokio::time::interval(self.ping_interval);
+        ping.tick().await;
+        let reason = loop {
+            if let Err(e) = &result {
+                break format!("writing to server '{}' failed: {e}", self.name);
+            }
+            tokio::select! {
+                _ = links.shutdown.cancelled() => {
+                    let close = CloseFrame { code: CloseCode::Normal, reason: "mcp-router shutting down".into() };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Frame::Close(Some(close)))).await;
+                    reader.abort();
+                    return End::Shutdown;
+                }
+                r = &mut reader => {
+                    break match r {
+                        Ok(why) => format!("server '{}' {why}", self.name),
+                        Err(_) => format!("server '{}' connection reader stopped", self.name),
+                    };
+                }
+                _ = ping.tick() => {
+                    result = sink.send(Frame::Ping(Bytes::new())).await.map_err(|e| e.to_string());
+                }
+                out = links.from_router.recv() => {
+                    let Some(out) = out else {
+                        reader.abort();
+                        return End::Shutdown;
+                    };
+                    result = async {
+                        let mut next = Some(out);
+                        while let Some(out) = next {
+                            if out.gen == gen {
+                                sink.feed(text_frame(out.bytes)?).await.map_err(|e| e.to_string())?;
+                            }
+                            next = links.from_router.try_recv().ok();
+                        }
+                        sink.flush().await.map_err(|e| e.to_string())
+                    }
+                    .await;
+                }
+            }
+        };
+        reader.abort();
+        tracing::warn!(upstream = %self.name, "{reason}");
+        let err = RouterError::new(
+            ErrorKind::UpstreamExited,
+            format!("{reason} before answering this request; reconnecting"),
+        );
+        for reply in links.router.upstream_down(&err) {
+            let _ = links.to_client.send(reply).await;
+        }
+        End::Lost(reason)
+    }
+
+    /// Sends the client's `initialize` (with our own id) and `initialized` on a new
+    /// connection; the reply is swallowed. Frames that arrive meanwhile are dropped: the
+    /// client has no requests on this connection yet.
+    async fn replay(
+        &self,
+        sink: &mut SplitSink<Socket, Frame>,
+        stream: &mut SplitStream<Socket>,
+        hs: crate::router::Handshake,
+    ) -> Result<(), String> {
+        let id = Id::router_owned("mcp-router-replay");
+        let init = hs.initialize.with_id(&id);
+        sink.send(text_frame(init.into_raw())?)
+            .await
+            .map_err(|e| e.to_string())?;
+        let wait = async {
+            while let Some(frame) = stream.next().await {
+                let Ok(Frame::Text(text)) = frame else {
+                    continue;
+                };
+                let Ok(msg) = Message::parse(Bytes::from(text.as_str().to_owned())) else {
+                    continue;
+                };
+                if msg.kind() == Kind::Response && msg.id() == Some(&id) {
+                    if msg.raw().windows(8).any(|w| w == b"\"error\":") {
+                        return Err(format!(
+                            "the server refused the replayed initialize: {}",
+                            String::from_utf8_lossy(msg.raw())
+                        ));
+                    }
+                    return Ok(());
+                }
+            }
+            Err("the connection closed during the replay".to_owned())
+        };
+        tokio::time::timeout(self.request_timeout, wait)
+            .await
+            .map_err(|_| "no answer to the replayed initialize".to_owned())??;
+        if let Some(initialized) = hs.initialized {
+            sink.send(text_frame(initialized.into_raw())?)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn text_frame(bytes: Bytes) -> Result<Frame, String> {
+    // The router only forwards messages that parsed as JSON, so they are UTF-8.
+    String::from_utf8(bytes.to_vec())
+        .map(Frame::text)
+        .map_err(|_| "message is not UTF-8".to_owned())
+}
+
+/// Reads frames until the connection ends; returns why it ended.
+async fn read_frames(
+    mut stream: SplitStream<Socket>,
+    router: Arc<Router>,
+    to_client: tokio::sync::mpsc::Sender<Bytes>,
+) -> String {
+    while let Some(frame) = stream.next().await {
+        let data = match frame {
+            Ok(Frame::Text(t)) => Bytes::from(t.as_str().to_owned()),
+            Ok(Frame::Binary(b)) => b,
+            Ok(Frame::Close(c)) => {
+                return match c {
+                    Some(c) => format!("closed the connection ({}: {})", c.code, c.reason),
+                    None => "closed the connection".into(),
+                };
+            }
+            Ok(_) => continue,
+            Err(e) => return format!("connection failed: {}", error_chain(&e)),
+        };
+        match Message::parse(data) {
+            Ok(msg) => {
+                if let UpstreamDecision::Deliver(bytes) = router.from_upstream(msg) {
+                    if to_client.send(bytes).await.is_err() {
+                        return "client is gone".into();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("server sent a frame that is not a JSON-RPC message (ignored): {e}")
+            }
+        }
+    }
+    "closed the connection".into()
+}
