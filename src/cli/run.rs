@@ -18,6 +18,7 @@ use crate::frontend::fd::{Input, Output};
 use crate::frontend::stdio::{read_client, write_client, ReaderEnd};
 use crate::router::{Limits, Router};
 use crate::upstream::http::HttpUpstream;
+use crate::upstream::sse::SseUpstream;
 use crate::upstream::stdio::{Links, StdioUpstream};
 use crate::upstream::ws::WsUpstream;
 use crate::{shutdown, telemetry, upstream};
@@ -30,6 +31,7 @@ enum Target {
     Stdio(crate::config::StdioCommand),
     Http(String),
     Ws(String),
+    Sse(String),
 }
 
 pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
@@ -55,6 +57,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
         ServerTarget::Stdio(cmd) => Target::Stdio(cmd.clone()),
         ServerTarget::Url(url) => match upstream::unsupported_target(url) {
             None if url.starts_with("ws") => Target::Ws(url.clone()),
+            None if upstream::is_legacy_sse(url) => Target::Sse(url.clone()),
             None => Target::Http(url.clone()),
             Some(why) => bail!("server '{}': {why}", server.name),
         },
@@ -127,6 +130,19 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                     max_message_size: local.max_message_size,
                     connect_timeout,
                     shutdown_grace: local.shutdown_grace,
+                }
+                .run(links)
+                .instrument(span),
+            ),
+            Target::Sse(url) => tracker.spawn(
+                SseUpstream {
+                    name: server.name.clone(),
+                    url,
+                    headers: server.headers.clone(),
+                    connect_timeout,
+                    reconnect: server.reconnect.clone(),
+                    max_message_size: local.max_message_size,
+                    request_timeout: local.request_timeout,
                 }
                 .run(links)
                 .instrument(span),

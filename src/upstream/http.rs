@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{Response, StatusCode};
 use serde::Deserialize;
 use tokio::task::AbortHandle;
@@ -112,11 +112,7 @@ impl HttpUpstream {
                 return;
             }
         };
-        let client = match reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .build()
-        {
+        let client = match super::http_client(self.connect_timeout) {
             Ok(c) => c,
             Err(e) => {
                 let err = RouterError::new(
@@ -129,22 +125,7 @@ impl HttpUpstream {
                 return;
             }
         };
-        let mut headers = HeaderMap::new();
-        for (k, v) in &self.headers {
-            match (
-                HeaderName::try_from(k.as_str()),
-                HeaderValue::try_from(v.as_str()),
-            ) {
-                (Ok(name), Ok(mut value)) => {
-                    value.set_sensitive(true);
-                    headers.insert(name, value);
-                }
-                // The value may be a secret: name the header only.
-                _ => {
-                    tracing::warn!(upstream = %self.name, header = %k, "ignoring a header that is not valid HTTP")
-                }
-            }
-        }
+        let headers = super::header_map(&self.name, &self.headers);
         let shared = Arc::new(Shared {
             name: self.name.clone(),
             client,

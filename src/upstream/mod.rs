@@ -7,6 +7,7 @@
 //! Only transports live here; routing decisions do not.
 
 pub mod http;
+pub mod sse;
 pub mod stdio;
 pub mod ws;
 
@@ -38,4 +39,45 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Headers from the configuration; invalid ones are named (never their values, which may
+/// be secrets) and skipped. Values are marked sensitive so they stay out of debug output.
+pub(crate) fn header_map(
+    upstream: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> reqwest::header::HeaderMap {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        match (
+            reqwest::header::HeaderName::try_from(k.as_str()),
+            reqwest::header::HeaderValue::try_from(v.as_str()),
+        ) {
+            (Ok(key), Ok(mut value)) => {
+                value.set_sensitive(true);
+                map.insert(key, value);
+            }
+            _ => {
+                tracing::warn!(upstream = %upstream, header = %k, "ignoring a header that is not valid HTTP")
+            }
+        }
+    }
+    map
+}
+
+/// The HTTP client every HTTP-based upstream uses: pooled keep-alive connections, HTTP/2
+/// where offered, rustls with certificate verification on.
+pub(crate) fn http_client(connect_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| error_chain(&e))
+}
+
+/// Whether an `http(s)://` URL names a legacy HTTP+SSE endpoint (by the convention every
+/// SDK follows: the path ends in `/sse`).
+pub fn is_legacy_sse(url: &str) -> bool {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.trim_end_matches('/').ends_with("/sse")
 }

@@ -237,3 +237,75 @@ fn an_unreachable_server_is_an_error_for_that_request() {
         Some(0)
     );
 }
+
+fn same_over_sse(py: &Path, mode: &str, peer: &str, url: &str) {
+    let direct = run_scenario(
+        py,
+        mode,
+        peer,
+        &["--sse-url".into(), url.into()],
+        "direct sse",
+    );
+    let routed_args = vec![
+        "--".into(),
+        router_bin().display().to_string(),
+        "--".into(),
+        url.into(),
+    ];
+    let routed = run_scenario(py, mode, peer, &routed_args, "router → sse");
+    assert_same(mode, peer, &direct, &routed);
+}
+
+#[test]
+fn python_sdk_legacy_sse_server() {
+    let Some(py) = sdk_python() else { return };
+    let port = free_port();
+    let child = Command::new(&py)
+        .arg(py_script("sdk_server.py"))
+        .args(["--transport", "sse", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let _server = HttpServer {
+        child,
+        url: String::new(),
+    };
+    same_over_sse(
+        &py,
+        "legacy",
+        "sdk",
+        &format!("http://127.0.0.1:{port}/sse"),
+    );
+}
+
+#[test]
+fn server_everything_legacy_sse() {
+    let Some(py) = sdk_python() else { return };
+    let Some(js) = server_everything() else {
+        return;
+    };
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(js)
+        .arg("sse")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let _server = HttpServer {
+        child,
+        url: String::new(),
+    };
+    same_over_sse(
+        &py,
+        "legacy",
+        "everything",
+        &format!("http://127.0.0.1:{port}/sse"),
+    );
+}

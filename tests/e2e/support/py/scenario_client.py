@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from mcp.client import Client
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import (
     CreateMessageResult,
@@ -137,6 +138,7 @@ async def main() -> int:
     ap.add_argument("--mode", required=True, choices=["legacy", "2026-07-28", "auto"])
     ap.add_argument("--peer", required=True, choices=["sdk", "everything"])
     ap.add_argument("--url", help="connect to this Streamable HTTP URL instead of running a command")
+    ap.add_argument("--sse-url", help="connect to this legacy HTTP+SSE URL instead of running a command")
     ap.add_argument(
         "--no-server-requests",
         action="store_true",
@@ -147,6 +149,8 @@ async def main() -> int:
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
     if args.url:
         params = args.url
+    elif args.sse_url:
+        params = sse_client(args.sse_url)
     elif cmd:
         params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
     else:

@@ -1,0 +1,328 @@
+//! A legacy HTTP+SSE MCP server (protocol 2024-11-05): `GET` the SSE URL, take the
+//! `endpoint` event, `POST` each client message there (`202`), read every reply and
+//! server message as `message` events on the stream.
+//!
+//! The stream is the session: when it drops, the requests it carried get an error, it is
+//! opened again with backoff, and the client's handshake is replayed on the new session
+//! (reply swallowed) before anything queued is sent. POSTs are sent in order, one at a
+//! time (they answer at once; the replies come on the stream).
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use tracing::Instrument;
+
+use super::error_chain;
+use super::stdio::Links;
+use crate::config::ReconnectPolicy;
+use crate::resilience::backoff::Backoff;
+use crate::router::{Handshake, Router, UpstreamDecision};
+use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
+
+type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+
+const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
+
+/// Everything a legacy SSE supervisor needs.
+pub struct SseUpstream {
+    pub name: String,
+    pub url: String,
+    /// Extra headers on every request (values may be secrets).
+    pub headers: BTreeMap<String, String>,
+    pub connect_timeout: Duration,
+    pub reconnect: ReconnectPolicy,
+    pub max_message_size: usize,
+    pub request_timeout: Duration,
+}
+
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+/// What a running supervisor uses to talk HTTP.
+struct Http {
+    client: reqwest::Client,
+    headers: HeaderMap,
+}
+
+/// An open SSE session: where to POST, and the rest of the stream.
+struct Session {
+    endpoint: reqwest::Url,
+    events: Events,
+}
+
+impl SseUpstream {
+    pub async fn run(self, mut links: Links) {
+        let http = match super::http_client(self.connect_timeout) {
+            Ok(client) => Http {
+                client,
+                headers: super::header_map(&self.name, &self.headers),
+            },
+            Err(e) => {
+                let err = RouterError::new(
+                    ErrorKind::UpstreamUnavailable,
+                    format!("server '{}': cannot set up the HTTP client: {e}", self.name),
+                );
+                for reply in links.router.upstream_failed(err) {
+                    let _ = links.to_client.send(reply).await;
+                }
+                return;
+            }
+        };
+        let mut backoff = Backoff::new(self.reconnect.clone());
+        loop {
+            let started = Instant::now();
+            let end = tokio::select! {
+                _ = links.shutdown.cancelled() => End::Shutdown,
+                s = self.open(&http) => match s {
+                    Ok(session) => self.connection(&http, session, &mut links).await,
+                    Err(e) => End::Lost(e),
+                },
+            };
+            let reason = match end {
+                End::Shutdown => return,
+                End::Lost(reason) => reason,
+            };
+            if started.elapsed() >= HEALTHY_UPTIME {
+                backoff.reset();
+            }
+            let Some(delay) = backoff.next_delay(rand::random::<f64>()) else {
+                let text = format!(
+                    "server '{}' could not be reached: {reason}; gave up after {} attempts (reconnect.max_attempts)",
+                    self.name,
+                    backoff.failures()
+                );
+                tracing::error!(upstream = %self.name, "{text}");
+                for reply in links
+                    .router
+                    .upstream_failed(RouterError::new(ErrorKind::UpstreamUnavailable, text))
+                {
+                    let _ = links.to_client.send(reply).await;
+                }
+                return;
+            };
+            tracing::warn!(upstream = %self.name, delay_ms = delay.as_millis() as u64, "{reason}; reconnecting");
+            tokio::select! {
+                _ = links.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// GETs the stream and waits for the `endpoint` event.
+    async fn open(&self, http: &Http) -> Result<Session, String> {
+        let base = reqwest::Url::parse(&self.url)
+            .map_err(|e| format!("'{}' is not a valid URL: {e}", self.url))?;
+        let resp = http
+            .client
+            .get(base.clone())
+            .headers(http.headers.clone())
+            .header(ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot reach server '{}' at {}: {}",
+                    self.name,
+                    self.url,
+                    error_chain(&e)
+                )
+            })?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "server '{}' answered the SSE GET with HTTP {}",
+                self.name,
+                resp.status()
+            ));
+        }
+        let mut events: Events = Box::pin(resp.bytes_stream().eventsource());
+        let wait = async {
+            while let Some(event) = events.next().await {
+                let event = event.map_err(|e| format!("the SSE stream broke: {e}"))?;
+                if event.event == "endpoint" {
+                    return base
+                        .join(event.data.trim())
+                        .map_err(|e| format!("bad endpoint '{}': {e}", event.data));
+                }
+            }
+            Err("the SSE stream ended before the endpoint event".to_owned())
+        };
+        let endpoint = tokio::time::timeout(self.request_timeout, wait)
+            .await
+            .map_err(|_| format!("server '{}' sent no endpoint event", self.name))??;
+        tracing::info!(upstream = %self.name, %endpoint, "SSE session open");
+        Ok(Session { endpoint, events })
+    }
+
+    async fn post(&self, http: &Http, endpoint: &reqwest::Url, body: Bytes) -> Result<(), String> {
+        let resp = http
+            .client
+            .post(endpoint.clone())
+            .headers(http.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "posting to server '{}' failed: {}",
+                    self.name,
+                    error_chain(&e)
+                )
+            })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "server '{}' refused a message with HTTP {}",
+                self.name,
+                resp.status()
+            ))
+        }
+    }
+
+    async fn connection(&self, http: &Http, mut session: Session, links: &mut Links) -> End {
+        if let Some(hs) = links.router.handshake() {
+            if let Err(e) = self.replay(http, &mut session, hs).await {
+                return End::Lost(format!("session replay failed: {e}"));
+            }
+            tracing::info!(upstream = %self.name, "client session replayed on the new SSE session");
+        }
+        let reader = tokio::spawn(
+            read_events(
+                session.events,
+                links.router.clone(),
+                links.to_client.clone(),
+                self.max_message_size,
+            )
+            .instrument(tracing::info_span!("sse_reader", upstream = %self.name)),
+        );
+        let mut reader = std::pin::pin!(reader);
+        let (gen, queued) = links.router.upstream_up();
+        let mut result = Ok(());
+        for bytes in queued {
+            if result.is_ok() {
+                result = self.post(http, &session.endpoint, bytes).await;
+            }
+        }
+        let reason = loop {
+            if let Err(e) = &result {
+                break e.clone();
+            }
+            tokio::select! {
+                _ = links.shutdown.cancelled() => {
+                    reader.abort();
+                    return End::Shutdown;
+                }
+                r = &mut reader => {
+                    break match r {
+                        Ok(why) => format!("server '{}' {why}", self.name),
+                        Err(_) => format!("server '{}' stream reader stopped", self.name),
+                    };
+                }
+                out = links.from_router.recv() => {
+                    let Some(out) = out else {
+                        reader.abort();
+                        return End::Shutdown;
+                    };
+                    if out.gen == gen {
+                        result = self.post(http, &session.endpoint, out.bytes).await;
+                    }
+                }
+            }
+        };
+        reader.abort();
+        tracing::warn!(upstream = %self.name, "{reason}");
+        let err = RouterError::new(
+            ErrorKind::UpstreamExited,
+            format!("{reason} before answering this request; reconnecting"),
+        );
+        for reply in links.router.upstream_down(&err) {
+            let _ = links.to_client.send(reply).await;
+        }
+        End::Lost(reason)
+    }
+
+    async fn replay(
+        &self,
+        http: &Http,
+        session: &mut Session,
+        hs: Handshake,
+    ) -> Result<(), String> {
+        let id = Id::router_owned("mcp-router-replay");
+        self.post(
+            http,
+            &session.endpoint,
+            hs.initialize.with_id(&id).into_raw(),
+        )
+        .await?;
+        let wait = async {
+            while let Some(event) = session.events.next().await {
+                let event = event.map_err(|e| format!("the SSE stream broke: {e}"))?;
+                let Ok(msg) = Message::parse(Bytes::from(event.data)) else {
+                    continue;
+                };
+                if msg.kind() == Kind::Response && msg.id() == Some(&id) {
+                    if msg.raw().windows(8).any(|w| w == b"\"error\":") {
+                        return Err("the server refused the replayed initialize".to_owned());
+                    }
+                    return Ok(());
+                }
+            }
+            Err("the stream ended during the replay".to_owned())
+        };
+        tokio::time::timeout(self.request_timeout, wait)
+            .await
+            .map_err(|_| "no answer to the replayed initialize".to_owned())??;
+        if let Some(initialized) = hs.initialized {
+            self.post(http, &session.endpoint, initialized.into_raw())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads `message` events until the stream ends; returns why it ended.
+async fn read_events(
+    mut events: Events,
+    router: Arc<Router>,
+    to_client: tokio::sync::mpsc::Sender<Bytes>,
+    max: usize,
+) -> String {
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => return format!("SSE stream failed: {e}"),
+        };
+        if event.data.is_empty() || !(event.event.is_empty() || event.event == "message") {
+            continue;
+        }
+        if event.data.len() > max {
+            tracing::warn!(
+                len = event.data.len(),
+                "dropping an SSE message over the size limit"
+            );
+            continue;
+        }
+        match Message::parse(Bytes::from(event.data)) {
+            Ok(msg) => {
+                if let UpstreamDecision::Deliver(bytes) = router.from_upstream(msg) {
+                    if to_client.send(bytes).await.is_err() {
+                        return "client is gone".into();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("server sent an SSE message that is not JSON-RPC (ignored): {e}")
+            }
+        }
+    }
+    "closed the SSE stream".into()
+}
