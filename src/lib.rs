@@ -28,6 +28,7 @@
 pub mod cli;
 pub mod config;
 pub mod frontend;
+pub mod net;
 pub mod resilience;
 pub mod router;
 pub mod shutdown;

@@ -12,5 +12,7 @@ mod http;
 mod interop;
 #[path = "e2e/stdio.rs"]
 mod stdio;
+#[path = "e2e/tls.rs"]
+mod tls;
 #[path = "e2e/ws.rs"]
 mod ws;

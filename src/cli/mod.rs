@@ -20,7 +20,7 @@ use crate::config::{self, FlagOverrides, LoadOptions};
     name = "mcp-router",
     disable_version_flag = true,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  mcp-router -- python server.py --flag   route to one stdio server, no config file\n  mcp-router --config router.yaml          route as the file says\n  mcp-router config check                  validate and show the effective configuration"
+    after_help = "Examples:\n  mcp-router -- python server.py --flag   route to one stdio server, no config file\n  mcp-router --bearer-env TOKEN -- https://mcp.example.com/mcp   route to one remote server\n  mcp-router --config router.yaml          route as the file says\n  mcp-router config check                  validate and show the effective configuration"
 )]
 pub struct Cli {
     /// Configuration file (default: $MCP_ROUTER_CONFIG, else mcp-router.yaml in ., ~/.config/claude-cli/, ~/.config/mcp/, /etc/mcp/).
@@ -35,6 +35,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FORMAT")]
     log_format: Option<String>,
 
+    /// Extra HTTP header for network servers, as 'Name: value' (repeatable).
+    #[arg(long = "header", global = true, value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+
+    /// Send 'Authorization: Bearer $VAR' to network servers.
+    #[arg(long, global = true, value_name = "VAR")]
+    bearer_env: Option<String>,
+
     /// Print version information and exit.
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -42,7 +50,8 @@ pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// A stdio MCP server to route to, instead of the configured servers.
+    /// The one MCP server to route to, instead of the configured servers: a command and its
+    /// arguments (stdio), or an http(s):// or ws(s):// URL.
     #[arg(last = true, value_name = "COMMAND")]
     server: Vec<String>,
 }
@@ -64,6 +73,15 @@ enum ConfigCommand {
     Check,
 }
 
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err("expected 'Name: value', e.g. --header 'X-Api-Key: …'".into()),
+    }
+}
+
 /// Runs the parsed command line; the return value is the process exit code.
 pub fn main(cli: Cli) -> anyhow::Result<i32> {
     if cli.version || matches!(cli.command, Some(Command::Version)) {
@@ -77,6 +95,8 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         log_format: cli.log_format.clone(),
         stdio_command: (!cli.server.is_empty()).then(|| cli.server.clone()),
         gateway_url: None,
+        headers: cli.headers.clone(),
+        bearer_env: cli.bearer_env.clone(),
     };
     match cli.command {
         Some(Command::Config {

@@ -67,6 +67,19 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
         ),
     };
 
+    // Credentials are read once, before anything starts, so a missing token is one clear
+    // error at start instead of a failure on every request.
+    let mut headers = server.headers.clone();
+    if let Some(token) = crate::net::credentials::bearer_token(&server.name, &server.bearer)
+        .map_err(anyhow::Error::msg)?
+    {
+        headers.insert("authorization".into(), format!("Bearer {}", token.expose()));
+    }
+    if !server.tls.verify {
+        tracing::warn!(upstream = %server.name, "tls.verify is false: the server's certificate is not checked");
+    }
+    let tls = server.tls.clone();
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,9 +139,10 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                 HttpUpstream {
                     name: server.name.clone(),
                     url,
-                    headers: server.headers.clone(),
+                    headers: headers.clone(),
                     max_message_size: local.max_message_size,
                     connect_timeout,
+                    tls: tls.clone(),
                     shutdown_grace: local.shutdown_grace,
                 }
                 .run(links)
@@ -138,8 +152,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                 SseUpstream {
                     name: server.name.clone(),
                     url,
-                    headers: server.headers.clone(),
+                    headers: headers.clone(),
                     connect_timeout,
+                    tls: tls.clone(),
                     reconnect: server.reconnect.clone(),
                     max_message_size: local.max_message_size,
                     request_timeout: local.request_timeout,
@@ -151,10 +166,11 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                 WsUpstream {
                     name: server.name.clone(),
                     url,
-                    headers: server.headers.clone(),
+                    headers: headers.clone(),
                     reconnect: server.reconnect.clone(),
                     max_message_size: local.max_message_size,
                     connect_timeout,
+                    tls: tls.clone(),
                     ping_interval: ws_ping,
                     request_timeout: local.request_timeout,
                 }

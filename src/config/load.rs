@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::env::{self, Kind};
-use super::raw::{RawCommand, RawConfig, RawServer};
+use super::raw::{RawAuth, RawCommand, RawConfig, RawServer};
 use super::validate::{self, Problems};
 use super::{Config, Secret};
 
@@ -38,6 +38,10 @@ pub struct FlagOverrides {
     /// `mcp-router -- CMD ARGS…`: route to this one stdio server instead of `servers:`.
     pub stdio_command: Option<Vec<String>>,
     pub gateway_url: Option<String>,
+    /// `--header 'Name: value'`: added to every network server's requests.
+    pub headers: Vec<(String, String)>,
+    /// `--bearer-env VAR`: the bearer token for every network server comes from `$VAR`.
+    pub bearer_env: Option<String>,
 }
 
 impl LoadOptions {
@@ -119,6 +123,20 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         serde_yaml_ng::from_value(tree).map_err(|e| fail(vec![e.to_string()]))?;
     if let Some(words) = opts.flags.stdio_command.as_ref().filter(|w| !w.is_empty()) {
         raw.servers = Some(vec![command_server(words)]);
+    }
+    for server in raw.servers.iter_mut().flatten() {
+        if !opts.flags.headers.is_empty() {
+            let headers = server.headers.get_or_insert_with(Default::default);
+            for (k, v) in &opts.flags.headers {
+                headers.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(var) = &opts.flags.bearer_env {
+            server.auth = Some(RawAuth {
+                token_env: Some(var.clone()),
+                ..RawAuth::default()
+            });
+        }
     }
     let mut config = validate::validate(&raw, &mut problems);
     config.secrets = secrets;

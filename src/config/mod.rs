@@ -188,6 +188,27 @@ pub struct ServerConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub headers: BTreeMap<String, String>,
+    /// Where a bearer token for a network server comes from (`auth.token_env` /
+    /// `auth.token_file`); read when the router starts, sent as `Authorization: Bearer`.
+    #[serde(skip_serializing_if = "BearerSource::is_none")]
+    pub bearer: BearerSource,
+    /// TLS for `https://` and `wss://` servers.
+    pub tls: TlsConfig,
+}
+
+/// A bearer token's source: an environment variable or a file (never the token itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BearerSource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl BearerSource {
+    pub fn is_none(&self) -> bool {
+        self.token_env.is_none() && self.token_file.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

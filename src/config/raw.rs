@@ -56,6 +56,10 @@ pub struct RawServer {
     pub fallback: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     pub reconnect: Option<RawReconnect>,
+    /// Ours: `token_env` / `token_file` for a bearer token to a network server.
+    pub auth: Option<RawAuth>,
+    /// Ours: `verify`, `ca_cert_path` for an `https://` / `wss://` server.
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -444,7 +448,11 @@ impl RawConfig {
     /// suggest the nearest valid name for an unknown key.
     pub fn known_paths() -> Vec<String> {
         let sample = RawConfig {
-            servers: Some(vec![RawServer::default()]),
+            servers: Some(vec![RawServer {
+                auth: Some(RawAuth::default()),
+                tls: Some(RawTls::default()),
+                ..RawServer::default()
+            }]),
             gateway: Some(RawGateway {
                 endpoints: Some(vec![RawEndpoint {
                     auth: Some(RawAuth::default()),

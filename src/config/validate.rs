@@ -298,10 +298,37 @@ fn servers(
                 target,
                 reconnect,
                 headers: s.headers.clone().unwrap_or_default(),
+                bearer: server_bearer(s.auth.as_ref(), &at, p),
+                tls: s.tls.as_ref().map_or_else(
+                    || TlsConfig {
+                        min_version: "1.2".into(),
+                        ..TlsConfig::default()
+                    },
+                    |t| tls(t, &format!("{at}.tls"), "1.2", p),
+                ),
             });
         }
     }
     out
+}
+
+fn server_bearer(a: Option<&RawAuth>, at: &str, p: &mut Problems) -> BearerSource {
+    let Some(a) = a else {
+        return BearerSource::default();
+    };
+    if let Some(kind) = a.kind.as_deref() {
+        p.one_of(&format!("{at}.auth.type"), kind, &["bearer"]);
+    }
+    if a.token_env.is_some() && a.token_file.is_some() {
+        p.err(
+            &format!("{at}.auth"),
+            "set one of token_env or token_file, not both",
+        );
+    }
+    BearerSource {
+        token_env: a.token_env.clone(),
+        token_file: a.token_file.as_ref().map(|f| PathBuf::from(expand_home(f))),
+    }
 }
 
 fn expand_home(path: &str) -> String {
@@ -354,7 +381,7 @@ fn gateway(g: &RawGateway, p: &mut Problems) -> GatewayConfig {
     let tls_cfg = g
         .tls
         .as_ref()
-        .map(|t| tls(t, "gateway.tls", p))
+        .map(|t| tls(t, "gateway.tls", "1.3", p))
         .unwrap_or_default();
     GatewayConfig {
         endpoints,
@@ -422,8 +449,10 @@ fn auth(a: &RawAuth, tls: Option<&RawTls>, at: &str, p: &mut Problems) -> String
     kind
 }
 
-fn tls(t: &RawTls, at: &str, p: &mut Problems) -> TlsConfig {
-    let min_version = t.min_version.clone().unwrap_or_else(|| "1.3".into());
+/// `default_min`: 1.3 for the gateway (the original's default), 1.2 for direct servers
+/// (public MCP servers still run TLS 1.2).
+fn tls(t: &RawTls, at: &str, default_min: &str, p: &mut Problems) -> TlsConfig {
+    let min_version = t.min_version.clone().unwrap_or_else(|| default_min.into());
     p.one_of(&format!("{at}.min_version"), &min_version, &["1.2", "1.3"]);
     for (i, suite) in t.cipher_suites.iter().flatten().enumerate() {
         if !CIPHER_SUITES.contains(&suite.as_str()) {
@@ -469,7 +498,7 @@ fn endpoint(e: &RawEndpoint, at: &str, p: &mut Problems) -> Option<String> {
         auth(a, e.tls.as_ref(), &format!("{at}.auth"), p);
     }
     if let Some(t) = &e.tls {
-        tls(t, &format!("{at}.tls"), p);
+        tls(t, &format!("{at}.tls"), "1.3", p);
     }
     e.url.clone()
 }

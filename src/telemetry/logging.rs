@@ -7,9 +7,14 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LoggingConfig};
 
+/// HTTP and WebSocket libraries print whole requests, headers included, at `trace`: that is
+/// where bearer tokens live, so they never log below `debug`, whatever the level asked.
+const SECRET_SAFE_CAPS: &str =
+    "tungstenite=debug,tokio_tungstenite=debug,hyper=debug,hyper_util=debug,h2=debug,reqwest=debug,rustls=debug";
+
 /// Installs the global subscriber. Returns an error text for a bad level directive.
 pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&cfg.level).map_err(|e| {
+    let filter = EnvFilter::try_new(format!("{},{SECRET_SAFE_CAPS}", cfg.level)).map_err(|e| {
         format!(
             "logging.level '{}' is not a valid level or filter: {e}",
             cfg.level

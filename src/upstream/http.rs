@@ -44,6 +44,7 @@ pub struct HttpUpstream {
     pub headers: BTreeMap<String, String>,
     pub max_message_size: usize,
     pub connect_timeout: Duration,
+    pub tls: crate::config::TlsConfig,
     pub shutdown_grace: Duration,
 }
 
@@ -112,7 +113,7 @@ impl HttpUpstream {
                 return;
             }
         };
-        let client = match super::http_client(self.connect_timeout) {
+        let client = match super::http_client(self.connect_timeout, &self.tls) {
             Ok(c) => c,
             Err(e) => {
                 let err = RouterError::new(

@@ -67,10 +67,15 @@ pub(crate) fn header_map(
 
 /// The HTTP client every HTTP-based upstream uses: pooled keep-alive connections, HTTP/2
 /// where offered, rustls with certificate verification on.
-pub(crate) fn http_client(connect_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+pub(crate) fn http_client(
+    connect_timeout: std::time::Duration,
+    tls: &crate::config::TlsConfig,
+) -> Result<reqwest::Client, String> {
+    let config = crate::net::tls::client_config(tls, &[b"h2", b"http/1.1"])?;
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
+        .use_preconfigured_tls((*config).clone())
         .build()
         .map_err(|e| error_chain(&e))
 }

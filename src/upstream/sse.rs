@@ -36,6 +36,7 @@ pub struct SseUpstream {
     /// Extra headers on every request (values may be secrets).
     pub headers: BTreeMap<String, String>,
     pub connect_timeout: Duration,
+    pub tls: crate::config::TlsConfig,
     pub reconnect: ReconnectPolicy,
     pub max_message_size: usize,
     pub request_timeout: Duration,
@@ -60,7 +61,7 @@ struct Session {
 
 impl SseUpstream {
     pub async fn run(self, mut links: Links) {
-        let http = match super::http_client(self.connect_timeout) {
+        let http = match super::http_client(self.connect_timeout, &self.tls) {
             Ok(client) => Http {
                 client,
                 headers: super::header_map(&self.name, &self.headers),

@@ -45,6 +45,7 @@ pub struct WsUpstream {
     pub reconnect: ReconnectPolicy,
     pub max_message_size: usize,
     pub connect_timeout: Duration,
+    pub tls: crate::config::TlsConfig,
     pub ping_interval: Duration,
     pub request_timeout: Duration,
 }
@@ -121,7 +122,13 @@ impl WsUpstream {
         let config = WebSocketConfig::default()
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size));
-        let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+        let tls = crate::net::tls::client_config(&self.tls, &[])?;
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            Some(config),
+            true,
+            Some(tokio_tungstenite::Connector::Rustls(tls)),
+        );
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok((socket, _))) => {
                 tracing::info!(upstream = %self.name, url = %self.url, "connected");

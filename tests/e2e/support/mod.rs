@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod tls_proxy;
 pub mod ws_bridge;
 
 use std::io::{BufRead, BufReader, Read, Write};
