@@ -6,6 +6,8 @@ mod support;
 
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/detect.rs"]
+mod detect;
 #[path = "e2e/http.rs"]
 mod http;
 #[path = "e2e/interop.rs"]

@@ -32,6 +32,23 @@ enum Target {
     Http(String),
     Ws(String),
     Sse(String),
+    /// Resolved by auto-detection once the runtime runs.
+    Detect {
+        candidates: Vec<String>,
+        fallback_gateway: bool,
+    },
+}
+
+impl Target {
+    fn from_detected(d: upstream::detect::Detected) -> Self {
+        use upstream::detect::Detected;
+        match d {
+            Detected::Stdio(cmd) => Target::Stdio(cmd),
+            Detected::StreamableHttp(url) => Target::Http(url),
+            Detected::Sse(url) => Target::Sse(url),
+            Detected::WebSocket(url) => Target::Ws(url),
+        }
+    }
 }
 
 pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
@@ -61,10 +78,13 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
             None => Target::Http(url.clone()),
             Some(why) => bail!("server '{}': {why}", server.name),
         },
-        ServerTarget::AutoDetect { .. } => bail!(
-            "server '{}' uses auto_detect, which this build does not support yet; give it a `command` or a `url` instead",
-            server.name
-        ),
+        ServerTarget::AutoDetect {
+            candidates,
+            fallback_gateway,
+        } => Target::Detect {
+            candidates: candidates.clone(),
+            fallback_gateway: *fallback_gateway,
+        },
     };
 
     // Credentials are read once, before anything starts, so a missing token is one clear
@@ -86,6 +106,34 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
         .context("cannot start the async runtime")?;
     let started = Instant::now();
     rt.block_on(async move {
+        let target = match target {
+            Target::Detect {
+                candidates,
+                fallback_gateway,
+            } => {
+                let probe = upstream::detect::Probe {
+                    server: &server.name,
+                    candidates: &candidates,
+                    timeout: cfg.direct.auto_detection_timeout,
+                    tls: &tls,
+                    cache: cfg
+                        .direct
+                        .cache_results
+                        .then(upstream::detect::default_cache_file)
+                        .flatten()
+                        .map(|f| (f, cfg.direct.cache_ttl)),
+                };
+                match upstream::detect::detect(&probe).await {
+                    Ok(found) => Target::from_detected(found),
+                    Err(why) if fallback_gateway => bail!(
+                        "server '{}': {why}; `fallback: gateway` would route it through the gateway, but this build has no gateway client yet (configure a reachable candidate, or remove the fallback)",
+                        server.name
+                    ),
+                    Err(why) => bail!("server '{}': {why}", server.name),
+                }
+            }
+            other => other,
+        };
         let local = cfg.local.clone();
         let connect_timeout = cfg.direct.raw.default_timeout.map_or(std::time::Duration::from_secs(10), |d| d.0);
         let ws_ping = cfg
@@ -162,6 +210,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                 .run(links)
                 .instrument(span),
             ),
+            Target::Detect { .. } => bail!("server {}: auto-detection did not run", server.name),
             Target::Ws(url) => tracker.spawn(
                 WsUpstream {
                     name: server.name.clone(),
@@ -227,7 +276,8 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
         tracker.wait().await;
         let _ = writer.await;
         tracing::info!("mcp-router stopped");
-    });
+        Ok(())
+    })?;
     Ok(0)
 }
 

@@ -6,6 +6,7 @@
 //! writing run in separate tasks so a peer that stops reading can never stop us reading it.
 //! Only transports live here; routing decisions do not.
 
+pub mod detect;
 pub mod http;
 pub mod sse;
 pub mod stdio;

@@ -1,0 +1,186 @@
+//! Auto-detection: among mixed candidates (dead ones first) the router picks the first
+//! that answers, within the per-candidate timeout, tells legacy SSE from Streamable HTTP,
+//! caches the choice for the next start, and says clearly when nothing answers.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sdk_server(py: &std::path::Path, transport: &str) -> (Server, u16) {
+    let port = free_port();
+    let child = Command::new(py)
+        .arg(py_script("sdk_server.py"))
+        .args(["--transport", transport, "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    (Server(child), port)
+}
+
+fn config(dir: &std::path::Path, candidates: &[String], fallback: &str) -> std::path::PathBuf {
+    let list: Vec<String> = candidates
+        .iter()
+        .map(|c| format!("      - \"{c}\"\n"))
+        .collect();
+    let text = format!(
+        "direct_clients:\n  auto_detection: {{ timeout: 700ms }}\nservers:\n  - name: auto\n    auto_detect: true\n    fallback: {fallback}\n    candidates:\n{}",
+        list.concat()
+    );
+    let path = dir.join("router.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn picks_the_first_live_candidate_within_the_timeout_and_caches_it() {
+    let Some(py) = sdk_python() else { return };
+    let (_server, port) = sdk_server(&py, "streamable-http");
+    // Accepts connections and never answers: only the timeout ends its probe.
+    let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let candidates = vec![
+        "no-such-mcp-server-xyz --stdio".to_owned(),
+        format!("ws://127.0.0.1:{}/mcp", free_port()),
+        format!(
+            "http://127.0.0.1:{}/mcp",
+            blackhole.local_addr().unwrap().port()
+        ),
+        format!("http://127.0.0.1:{port}/mcp"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &candidates, "none");
+    let env = [("XDG_CACHE_HOME", cache.path().to_str().unwrap())];
+
+    let t0 = Instant::now();
+    let mut router = RouterProc::start(&["--config", cfg.to_str().unwrap()], &env);
+    let init = router.initialize("2025-11-25");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "sdk-test-server",
+        "{init}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "detection took {:?}",
+        t0.elapsed()
+    );
+    let log = router.stderr();
+    assert!(
+        log.contains("auto-detection picked this candidate") && log.contains(&candidates[3]),
+        "{log}"
+    );
+    assert!(
+        log.contains("no answer within 700ms"),
+        "the blackhole was not bounded: {log}"
+    );
+    router.close_stdin();
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+
+    // Second start: the cached choice is tried first and still answers.
+    let mut again = RouterProc::start(&["--config", cfg.to_str().unwrap()], &env);
+    let init = again.initialize("2025-11-25");
+    assert!(init["result"].is_object(), "{init}");
+    assert!(
+        again.stderr().contains("cached choice still answers"),
+        "{}",
+        again.stderr()
+    );
+    again.close_stdin();
+    assert_eq!(
+        again
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
+fn tells_legacy_sse_from_streamable_http() {
+    let Some(py) = sdk_python() else { return };
+    let (_server, port) = sdk_server(&py, "sse");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &[format!("http://127.0.0.1:{port}/sse")],
+        "none",
+    );
+    let mut router = RouterProc::start(
+        &["--config", cfg.to_str().unwrap()],
+        &[("XDG_CACHE_HOME", cache.path().to_str().unwrap())],
+    );
+    let init = router.initialize("2024-11-05");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "sdk-test-server",
+        "{init}"
+    );
+    assert!(
+        router.stderr().contains("kind=\"sse\"") || router.stderr().contains("kind=sse"),
+        "{}",
+        router.stderr()
+    );
+    router.close_stdin();
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
+fn nothing_answering_is_one_clear_error_naming_each_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("http://127.0.0.1:{}/mcp", free_port());
+    let cfg = config(
+        dir.path(),
+        &["no-such-mcp-server-xyz".into(), dead.clone()],
+        "gateway",
+    );
+    let out = Command::new(router_bin())
+        .args(["--config", cfg.to_str().unwrap()])
+        .env("XDG_CACHE_HOME", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no candidate answered")
+            && err.contains("no-such-mcp-server-xyz")
+            && err.contains(&dead),
+        "{err}"
+    );
+    assert!(
+        err.contains("fallback: gateway") && err.contains("no gateway client yet"),
+        "{err}"
+    );
+}
