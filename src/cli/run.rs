@@ -116,6 +116,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                     candidates: &candidates,
                     timeout: cfg.direct.auto_detection_timeout,
                     tls: &tls,
+                    headers: &headers,
                     cache: cfg
                         .direct
                         .cache_results
@@ -125,6 +126,13 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                 };
                 match upstream::detect::detect(&probe).await {
                     Ok(found) => Target::from_detected(found),
+                    // One URL (the `-- URL` shorthand) that is down right now: assume the
+                    // modern transport and start anyway, so each request gets its own error
+                    // and the server is used as soon as it is back.
+                    Err(why) if candidates.len() == 1 && candidates[0].starts_with("http") && !fallback_gateway => {
+                        tracing::warn!(upstream = %server.name, "{why}; using Streamable HTTP");
+                        Target::Http(candidates[0].clone())
+                    }
                     Err(why) if fallback_gateway => bail!(
                         "server '{}': {why}; `fallback: gateway` would route it through the gateway, but this build has no gateway client yet (configure a reachable candidate, or remove the fallback)",
                         server.name

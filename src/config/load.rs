@@ -334,14 +334,25 @@ fn command_server(words: &[String]) -> RawServer {
             if ["http", "https", "ws", "wss"].contains(&scheme) {
                 let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
                 let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-                return RawServer {
-                    name: Some(if host.is_empty() {
-                        url.clone()
-                    } else {
-                        host.to_owned()
-                    }),
-                    url: Some(url.clone()),
-                    ..RawServer::default()
+                let name = Some(if host.is_empty() {
+                    url.clone()
+                } else {
+                    host.to_owned()
+                });
+                // An http(s) URL may be Streamable HTTP or legacy SSE: let detection tell.
+                return if scheme.starts_with("http") {
+                    RawServer {
+                        name,
+                        auto_detect: Some(true),
+                        candidates: Some(vec![url.clone()]),
+                        ..RawServer::default()
+                    }
+                } else {
+                    RawServer {
+                        name,
+                        url: Some(url.clone()),
+                        ..RawServer::default()
+                    }
                 };
             }
         }

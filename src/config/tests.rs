@@ -482,7 +482,18 @@ fn a_lone_url_after_the_dashes_is_a_network_server() {
     let c = load(&o).unwrap().config;
     assert_eq!(c.servers[0].name, "mcp.example.com:8443");
     match &c.servers[0].target {
-        ServerTarget::Url(u) => assert_eq!(u, "https://user@mcp.example.com:8443/mcp?x=1"),
+        ServerTarget::AutoDetect {
+            candidates,
+            fallback_gateway,
+        } => {
+            assert_eq!(candidates, &["https://user@mcp.example.com:8443/mcp?x=1"]);
+            assert!(!fallback_gateway);
+        }
         other => panic!("{other:?}"),
     }
+    o.flags.stdio_command = Some(vec!["wss://ws.example.com/mcp".into()]);
+    let c = load(&o).unwrap().config;
+    assert!(
+        matches!(&c.servers[0].target, ServerTarget::Url(u) if u == "wss://ws.example.com/mcp")
+    );
 }

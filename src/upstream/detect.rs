@@ -47,6 +47,8 @@ pub struct Probe<'a> {
     pub candidates: &'a [String],
     pub timeout: Duration,
     pub tls: &'a TlsConfig,
+    /// Sent with HTTP and WebSocket probes (a server behind auth answers only with them).
+    pub headers: &'a std::collections::BTreeMap<String, String>,
     /// `None`: don't cache.
     pub cache: Option<(PathBuf, Duration)>,
 }
@@ -94,8 +96,8 @@ async fn probe(p: &Probe<'_>, candidate: &str) -> Result<Detected, String> {
     let scheme = candidate.split_once("://").map(|(s, _)| s);
     let attempt = async {
         match scheme {
-            Some("ws" | "wss") => probe_ws(candidate, p.tls).await,
-            Some("http" | "https") => probe_http(candidate, p.tls).await,
+            Some("ws" | "wss") => probe_ws(candidate, p).await,
+            Some("http" | "https") => probe_http(candidate, p).await,
             Some(other) if !other.contains(' ') => Err(format!("unknown scheme '{other}'")),
             _ => probe_command(candidate),
         }
@@ -134,14 +136,19 @@ fn resolve_program(program: &str) -> Option<PathBuf> {
     })
 }
 
-async fn probe_ws(url: &str, tls: &TlsConfig) -> Result<Detected, String> {
+async fn probe_ws(url: &str, p: &Probe<'_>) -> Result<Detected, String> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut().insert(
         "sec-websocket-protocol",
         tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mcp"),
     );
-    let config = crate::net::tls::client_config(tls, &[])?;
+    for (k, v) in super::header_map(p.server, p.headers) {
+        if let Some(k) = k {
+            req.headers_mut().insert(k, v);
+        }
+    }
+    let config = crate::net::tls::client_config(p.tls, &[])?;
     let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
         req,
         None,
@@ -154,10 +161,11 @@ async fn probe_ws(url: &str, tls: &TlsConfig) -> Result<Detected, String> {
     Ok(Detected::WebSocket(url.to_owned()))
 }
 
-async fn probe_http(url: &str, tls: &TlsConfig) -> Result<Detected, String> {
-    let client = super::http_client(Duration::from_secs(30), tls)?;
+async fn probe_http(url: &str, p: &Probe<'_>) -> Result<Detected, String> {
+    let client = super::http_client(Duration::from_secs(30), p.tls)?;
     let resp = client
         .get(url)
+        .headers(super::header_map(p.server, p.headers))
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .send()
         .await
@@ -237,6 +245,9 @@ fn store_choice(p: &Probe<'_>, index: usize, kind: &str) {
 mod tests {
     use super::*;
 
+    static NO_HEADERS: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
+
     fn probe_of<'a>(
         candidates: &'a [String],
         tls: &'a TlsConfig,
@@ -247,6 +258,7 @@ mod tests {
             candidates,
             timeout: Duration::from_millis(500),
             tls,
+            headers: &NO_HEADERS,
             cache,
         }
     }
