@@ -35,6 +35,8 @@ const COLUMNS: &[(&str, &str, Variant, &str)] = &[
     ("1 MiB ms", "large", Some(("mib", 1)), "round_trip_ms"),
     ("8 MiB ms", "large", Some(("mib", 8)), "round_trip_ms"),
     ("peak RSS with large KiB", "after_large", None, "peak_kib"),
+    ("HTTP connections", "server", None, "connections"),
+    ("HTTP requests", "server", None, "requests"),
 ];
 
 type Samples = BTreeMap<(String, String), BTreeMap<&'static str, Vec<f64>>>;

@@ -25,12 +25,7 @@ pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<Arc<ClientConfig
         .with_protocol_versions(versions)
         .map_err(|e| format!("TLS setup failed: {e}"))?;
     let mut config = if tls.verify {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        // Platform roots are a bonus (corporate CAs); a machine without them still works.
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
+        let mut roots = base_roots().clone();
         if let Some(path) = &tls.ca_cert_path {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("tls.ca_cert_path {}: cannot be read: {e}", path.display()))?
@@ -65,6 +60,21 @@ pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<Arc<ClientConfig
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// Mozilla's roots plus the platform's, loaded once: reading the platform's store costs
+/// milliseconds, and start-up builds more than one client.
+fn base_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // Platform roots are a bonus (corporate CAs); a machine without them still works.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        roots
+    })
 }
 
 /// `tls.verify: false`: accepts any certificate (signatures are still checked, so the

@@ -12,9 +12,19 @@ use crate::config::{LogFormat, LoggingConfig};
 const SECRET_SAFE_CAPS: &str =
     "tungstenite=debug,tokio_tungstenite=debug,hyper=debug,hyper_util=debug,h2=debug,reqwest=debug,rustls=debug";
 
+/// The filter for a level: the caps lower only `trace` (at any other level they would
+/// *raise* those crates to `debug`).
+fn directives(level: &str) -> String {
+    if level.contains("trace") {
+        format!("{level},{SECRET_SAFE_CAPS}")
+    } else {
+        level.to_owned()
+    }
+}
+
 /// Installs the global subscriber. Returns an error text for a bad level directive.
 pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
-    let filter = EnvFilter::try_new(format!("{},{SECRET_SAFE_CAPS}", cfg.level)).map_err(|e| {
+    let filter = EnvFilter::try_new(directives(&cfg.level)).map_err(|e| {
         format!(
             "logging.level '{}' is not a valid level or filter: {e}",
             cfg.level
@@ -37,4 +47,19 @@ pub fn init(cfg: &LoggingConfig) -> Result<(), String> {
     // A subscriber already installed (tests) is fine.
     let _ = result;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_caps_apply_only_at_trace() {
+        assert_eq!(directives("info"), "info");
+        assert_eq!(directives("debug"), "debug");
+        let t = directives("trace");
+        assert!(
+            t.starts_with("trace,") && t.contains("tungstenite=debug") && t.contains("hyper=debug")
+        );
+    }
 }

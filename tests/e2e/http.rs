@@ -309,3 +309,60 @@ fn server_everything_legacy_sse() {
         &format!("http://127.0.0.1:{port}/sse"),
     );
 }
+
+/// The SSE server restarts: the stream drops, the router opens a new one, replays the
+/// client's handshake on the new session, and the next request succeeds.
+#[test]
+fn a_dropped_sse_stream_is_reopened_with_the_session_replayed() {
+    let Some(py) = sdk_python() else { return };
+    let port = free_port();
+    let start = || {
+        let child = Command::new(&py)
+            .arg(py_script("sdk_server.py"))
+            .args(["--transport", "sse", "--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        HttpServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/sse"),
+        }
+    };
+    let server = start();
+    let mut router = RouterProc::start(&["--", &server.url], &[("MCP_LOGGING_LEVEL", "info")]);
+    let init = router.initialize("2024-11-05");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "sdk-test-server",
+        "{init}"
+    );
+    let echo = |router: &mut RouterProc, id: i64| {
+        router.request(
+            json!(id),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": format!("hi {id}")}}),
+        )
+    };
+    assert_eq!(echo(&mut router, 2)["result"]["content"][0]["text"], "hi 2");
+    drop(server);
+    let _server = start();
+    assert!(
+        router.wait_log(
+            "client session replayed on the new SSE session",
+            Duration::from_secs(20)
+        ),
+        "{}",
+        router.stderr()
+    );
+    let after = echo(&mut router, 3);
+    assert_eq!(after["result"]["content"][0]["text"], "hi 3", "{after}");
+    router.close_stdin();
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}

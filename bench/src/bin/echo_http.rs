@@ -4,7 +4,8 @@
 //! `--sse` as a one-event `text/event-stream`; a notification or response gets `202`.
 //! `initialize` hands out an `Mcp-Session-Id` unless `--stateless`. GET answers `405` (no
 //! server-initiated stream), DELETE ends nothing and answers `200`. Prints its URL as the
-//! first line on stdout once it listens.
+//! first line on stdout once it listens; on SIGTERM prints `{"connections":N,"requests":M}`
+//! to stderr (how well clients reuse connections).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,8 @@ struct Args {
 }
 
 static SESSIONS: AtomicU64 = AtomicU64::new(1);
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -40,8 +43,21 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     mcp_bench::announce(&format!("http://{addr}/mcp"))?;
     let (sse, stateless) = (args.sse, args.stateless);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => a?,
+            _ = term.recv() => {
+                // What bench/run reads to show connection reuse.
+                eprintln!(
+                    "{{\"connections\":{},\"requests\":{}}}",
+                    CONNECTIONS.load(Ordering::Relaxed),
+                    REQUESTS.load(Ordering::Relaxed)
+                );
+                return Ok(());
+            }
+        };
+        CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(req, sse, stateless));
@@ -62,6 +78,7 @@ async fn handle(
         *r.status_mut() = code;
         Ok(r)
     };
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
     match *req.method() {
         Method::POST => {}
         Method::DELETE => return status(StatusCode::OK),
