@@ -35,6 +35,21 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// How long a lost GET stream waits before it is opened again, unless the server said
 /// otherwise with `retry:`.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+/// How often one request's reply stream may be resumed before the request fails.
+const MAX_RESUMES: u32 = 20;
+/// A server's `retry:` is honoured up to this.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+type ReplyEvents = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
 
 /// Everything a Streamable HTTP upstream needs.
 pub struct HttpUpstream {
@@ -63,6 +78,8 @@ struct Shared {
     /// In-flight request streams, so a cancellation can close them.
     inflight: Mutex<HashMap<Id, AbortHandle>>,
     get_stream: Mutex<Option<AbortHandle>>,
+    /// `x-mcp-header` marks learned from `tools/list` replies (2026-07-28).
+    param_marks: Mutex<super::param_headers::Marks>,
 }
 
 /// Why a POST did not produce its answer.
@@ -86,6 +103,8 @@ struct RoutingParams<'a> {
     uri: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "_meta", borrow)]
     meta: Option<RoutingMeta<'a>>,
+    #[serde(borrow)]
+    arguments: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +158,7 @@ impl HttpUpstream {
             reinit: tokio::sync::Mutex::new(()),
             inflight: Mutex::new(HashMap::new()),
             get_stream: Mutex::new(None),
+            param_marks: Mutex::new(Default::default()),
         });
         // There is no connection to wait for: the first POST opens one.
         let (_, queued) = links.router.upstream_up();
@@ -257,8 +277,9 @@ fn build_post(shared: &Shared, msg: &Message, session: Option<&str>) -> reqwest:
     if let Some(s) = session {
         req = req.header(SESSION_HEADER, s);
     }
-    let routing = serde_json::from_slice::<Routing>(msg.raw())
-        .ok()
+    // Only 2026-07-28 messages need their params read: skip the parse for the rest.
+    let routing = memchr::memmem::find(msg.raw(), b"io.modelcontextprotocol/protocolVersion")
+        .and_then(|_| serde_json::from_slice::<Routing>(msg.raw()).ok())
         .and_then(|r| r.params);
     let stateless_version = routing
         .as_ref()
@@ -275,8 +296,19 @@ fn build_post(shared: &Shared, msg: &Message, session: Option<&str>) -> reqwest:
             Some("resources/read") => routing.as_ref().and_then(|p| p.uri.clone()),
             _ => None,
         };
-        if let Some(name) = name {
-            req = req.header("mcp-name", header_text(&name));
+        if let Some(name) = &name {
+            req = req.header("mcp-name", super::param_headers::header_value(name));
+        }
+        if let (Some("tools/call"), Some(tool)) = (msg.method(), &name) {
+            let marks = lock(&shared.param_marks).get(tool.as_ref()).cloned();
+            let arguments = routing.as_ref().and_then(|p| p.arguments);
+            if let (Some(marks), Some(arguments)) = (marks.filter(|m| !m.is_empty()), arguments) {
+                if let Ok(arguments) = serde_json::from_str::<serde_json::Value>(arguments.get()) {
+                    for (header, value) in super::param_headers::headers(&marks, &arguments) {
+                        req = req.header(header, value);
+                    }
+                }
+            }
         }
     } else if msg.method() != Some("initialize") {
         if let Some(v) = shared.router.negotiated_version() {
@@ -284,19 +316,6 @@ fn build_post(shared: &Shared, msg: &Message, session: Option<&str>) -> reqwest:
         }
     }
     req.body(msg.raw().clone())
-}
-
-/// A header value for arbitrary text: as is when it is plain ASCII, else `=?base64?…?=`.
-fn header_text(text: &str) -> String {
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        text.to_owned()
-    } else {
-        use base64::Engine;
-        format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(text)
-        )
-    }
 }
 
 async fn post(shared: &Shared, msg: &Message) -> Result<(), PostError> {
@@ -396,37 +415,89 @@ async fn read_reply(
         }
         return Ok(delivered);
     }
-    let mut events = resp.bytes_stream().eventsource();
-    while let Some(event) = events.next().await {
-        let event = event.map_err(|e| {
-            PostError::Failed(format!(
-                "the reply stream from server '{}' broke: {e}",
-                shared.name
-            ))
-        })?;
-        if event.data.is_empty() {
-            continue;
-        }
-        if event.data.len() > shared.max {
-            tracing::warn!(upstream = %shared.name, len = event.data.len(), "dropping an SSE event over the message limit");
-            continue;
-        }
-        match Message::parse(Bytes::from(event.data)) {
-            Ok(msg) => {
-                let is_response = msg.kind() == Kind::Response;
-                deliver(shared, msg, &mut swallow).await;
-                delivered += 1;
-                if is_response {
-                    // The response ends the stream's purpose; don't wait for the server to close.
-                    break;
+    // A stream that ends before its response is resumed with `GET` + `Last-Event-ID`
+    // (servers with an event store close streams on purpose to make clients poll).
+    let mut events: ReplyEvents = Box::pin(resp.bytes_stream().eventsource());
+    let mut last_event: Option<String> = None;
+    let mut retry = DEFAULT_RETRY;
+    let mut resumes = 0;
+    loop {
+        let ended = match events.next().await {
+            Some(Ok(event)) => {
+                if !event.id.is_empty() {
+                    last_event = Some(event.id.clone());
                 }
+                if let Some(r) = event.retry {
+                    retry = r;
+                }
+                if event.data.is_empty() {
+                    continue;
+                }
+                if event.data.len() > shared.max {
+                    tracing::warn!(upstream = %shared.name, len = event.data.len(), "dropping an SSE event over the message limit");
+                    continue;
+                }
+                match Message::parse(Bytes::from(event.data)) {
+                    Ok(msg) => {
+                        let is_response = msg.kind() == Kind::Response;
+                        deliver(shared, msg, &mut swallow).await;
+                        delivered += 1;
+                        if is_response {
+                            // The response ends the stream's purpose; don't wait for the close.
+                            return Ok(delivered);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(upstream = %shared.name, "ignoring an SSE event that is not JSON-RPC: {e}")
+                    }
+                }
+                continue;
             }
-            Err(e) => {
-                tracing::warn!(upstream = %shared.name, "ignoring an SSE event that is not JSON-RPC: {e}")
-            }
-        }
+            Some(Err(e)) => format!("broke ({e})"),
+            None => "ended".to_owned(),
+        };
+        let Some(last) = last_event.clone().filter(|_| resumes < MAX_RESUMES) else {
+            return Err(PostError::Failed(format!(
+                "the reply stream from server '{}' {ended} before the response",
+                shared.name
+            )));
+        };
+        resumes += 1;
+        tracing::debug!(upstream = %shared.name, last_event = %last, "reply stream {ended}; resuming");
+        tokio::time::sleep(retry.min(MAX_RETRY_WAIT)).await;
+        events = Box::pin(resume(shared, &last).await?.bytes_stream().eventsource());
     }
-    Ok(delivered)
+}
+
+/// Reopens a reply stream after `last_event`.
+async fn resume(shared: &Shared, last_event: &str) -> Result<Response, PostError> {
+    let mut req = shared
+        .client
+        .get(shared.url.clone())
+        .headers(shared.headers.clone())
+        .header(ACCEPT, "text/event-stream")
+        .header("last-event-id", last_event);
+    if let Some(s) = lock(&shared.session).clone() {
+        req = req.header(SESSION_HEADER, s);
+    }
+    if let Some(v) = shared.router.negotiated_version() {
+        req = req.header(VERSION_HEADER, v);
+    }
+    let resp = req.send().await.map_err(|e| {
+        PostError::Failed(format!(
+            "resuming the reply stream from server '{}' failed: {}",
+            shared.name,
+            error_chain(&e)
+        ))
+    })?;
+    if !resp.status().is_success() {
+        return Err(PostError::Failed(format!(
+            "server '{}' refused to resume the reply stream (HTTP {})",
+            shared.name,
+            resp.status()
+        )));
+    }
+    Ok(resp)
 }
 
 async fn read_limited(mut resp: Response, max: usize) -> Result<Bytes, String> {
@@ -448,6 +519,9 @@ async fn deliver(shared: &Shared, msg: Message, swallow: &mut Option<(&Id, &mut 
             **slot = Some(msg);
             return;
         }
+    }
+    if msg.kind() == Kind::Response {
+        super::param_headers::learn(msg.raw(), &mut lock(&shared.param_marks));
     }
     if let UpstreamDecision::Deliver(bytes) = shared.router.from_upstream(msg) {
         let _ = shared.to_client.send(bytes).await;

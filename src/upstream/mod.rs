@@ -8,6 +8,7 @@
 
 pub mod detect;
 pub mod http;
+mod param_headers;
 pub mod sse;
 pub mod stdio;
 pub mod ws;

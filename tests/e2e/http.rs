@@ -366,3 +366,78 @@ fn a_dropped_sse_stream_is_reopened_with_the_session_replayed() {
         Some(0)
     );
 }
+
+/// A server with an event store closes a request's SSE reply mid-way (it wants the client
+/// to poll): the router resumes the stream with `Last-Event-ID` and the client gets every
+/// notification and the response, none twice.
+#[test]
+fn a_reply_stream_closed_by_the_server_is_resumed_with_last_event_id() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_http_server(&py, &["--resumable"]);
+    let mut router = RouterProc::start(&["--", &server.url], &[("MCP_LOGGING_LEVEL", "debug")]);
+    let init = router.initialize("2025-11-25");
+    assert!(init["result"].is_object(), "{init}");
+    router.send(&json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
+        "params":{"name":"interrupted","arguments":{},"_meta":{"progressToken":"p7"}}}));
+    let (reply, others) = router.response(&json!(7));
+    assert_eq!(reply["result"]["content"][0]["text"], "resumed", "{reply}");
+    let progress: Vec<&Value> = others
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress" && m["params"]["progressToken"] == "p7")
+        .collect();
+    assert_eq!(progress.len(), 2, "{others:?}");
+    assert!(
+        router.stderr().contains("resuming"),
+        "the stream was not resumed: {}",
+        router.stderr()
+    );
+    router.close_stdin();
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+/// 2026-07-28 over HTTP: a tool argument marked `x-mcp-header` must travel as an
+/// `Mcp-Param-*` header too, and the SDK server checks it. The router learns the marks from
+/// the `tools/list` reply it forwards (a call before any listing lacks the header, and the
+/// server says so), then mirrors the argument on every call.
+#[test]
+fn mcp_param_headers_are_mirrored_after_tools_list() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_http_server(&py, &["--stateless"]);
+    let mut router = RouterProc::start(&["--", &server.url], &[]);
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}
+    });
+    let call = |router: &mut RouterProc, id: i64| {
+        router.request(
+            json!(id),
+            "tools/call",
+            json!({"name": "forecast", "arguments": {"region": "Zürich north", "days": 2}, "_meta": meta}),
+        )
+    };
+    let before = call(&mut router, 1);
+    assert_eq!(
+        before["error"]["code"], -32020,
+        "the server did not check the header: {before}"
+    );
+    let list = router.request(json!(2), "tools/list", json!({"_meta": meta}));
+    assert!(list["result"]["tools"].is_array(), "{list}");
+    let after = call(&mut router, 3);
+    assert_eq!(
+        after["result"]["content"][0]["text"], "sunny in Zürich north for 2 day(s)",
+        "{after}"
+    );
+    router.close_stdin();
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}

@@ -86,6 +86,7 @@ async def sdk_scenario(client: Client, rec: Recorder, mode: str, ask: bool = Tru
     out["prompts"] = dump((await client.list_prompts()).prompts)
     out["echo"] = dump(await client.call_tool("echo", {"text": "héllo ✓ \"quoted\"\n"}))
     out["add"] = dump(await client.call_tool("add", {"a": 2, "b": 40}))
+    out["forecast"] = dump(await client.call_tool("forecast", {"region": "Zürich north", "days": 2}))
     out["slow"], out["progress"] = await call_with_progress(client, "slow", {"steps": 4})
     out["chatty"] = dump(await client.call_tool("chatty", {}))
     if ask:

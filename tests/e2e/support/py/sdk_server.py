@@ -13,10 +13,11 @@ import asyncio
 import os
 from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp.server.streamable_http import EventMessage, EventStore
 
 server = MCPServer("sdk-test-server", instructions="Test server for mcp-router interop tests.", version="1.0.0")
 
@@ -65,6 +66,23 @@ def ask_name(name: Annotated[Name, Resolve(ask_for_name)]) -> str:
 
 
 @server.tool()
+def forecast(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], days: int = 1) -> str:
+    """A tool whose `region` argument travels as the Mcp-Param-Region header (2026-07-28 HTTP)."""
+    return f"sunny in {region} for {days} day(s)"
+
+
+@server.tool()
+async def interrupted(ctx: Context) -> str:
+    """Closes its own SSE reply stream mid-way (with --resumable); the client must resume
+    it with Last-Event-ID to get the answer. Without an event store it just answers."""
+    await ctx.report_progress(1, 2, "before the break")
+    await ctx.close_sse_stream()
+    await asyncio.sleep(0.3)
+    await ctx.report_progress(2, 2, "after the break")
+    return "resumed"
+
+
+@server.tool()
 def crash() -> str:
     """Kills the server process mid-request."""
     os._exit(3)
@@ -88,12 +106,35 @@ def review(code: str) -> str:
     return f"Please review this code:\n{code}"
 
 
+class MemoryEventStore(EventStore):
+    """Keeps every SSE event so a client can resume a stream with Last-Event-ID."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, object]] = []
+
+    async def store_event(self, stream_id, message):
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        index = next((i for i, (e, _, _) in enumerate(self.events) if e == last_event_id), None)
+        if index is None:
+            return None
+        stream_id = self.events[index][1]
+        for event_id, sid, message in self.events[index + 1 :]:
+            if sid == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--transport", default="stdio", choices=["stdio", "streamable-http", "sse"])
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--json-response", action="store_true", help="streamable-http: JSON replies, not SSE")
     ap.add_argument("--stateless", action="store_true", help="streamable-http: no sessions")
+    ap.add_argument("--resumable", action="store_true", help="streamable-http: keep events for Last-Event-ID")
     args = ap.parse_args()
     if args.transport == "stdio":
         server.run("stdio")
@@ -104,6 +145,8 @@ def main() -> None:
             port=args.port,
             json_response=args.json_response,
             stateless_http=args.stateless,
+            event_store=MemoryEventStore() if args.resumable else None,
+            retry_interval=100 if args.resumable else None,
         )
     else:
         server.run(args.transport, host="127.0.0.1", port=args.port)
