@@ -278,7 +278,12 @@ fn build_post(shared: &Shared, msg: &Message, session: Option<&str>) -> reqwest:
         req = req.header(SESSION_HEADER, s);
     }
     // Only 2026-07-28 messages need their params read: skip the parse for the rest.
-    let routing = memchr::memmem::find(msg.raw(), b"io.modelcontextprotocol/protocolVersion")
+    static VERSION_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| {
+            memchr::memmem::Finder::new(b"io.modelcontextprotocol/protocolVersion")
+        });
+    let routing = VERSION_KEY
+        .find(msg.raw())
         .and_then(|_| serde_json::from_slice::<Routing>(msg.raw()).ok())
         .and_then(|r| r.params);
     let stateless_version = routing

@@ -74,12 +74,26 @@ pub(crate) fn http_client(
     tls: &crate::config::TlsConfig,
 ) -> Result<reqwest::Client, String> {
     let config = crate::net::tls::client_config(tls, &[b"h2", b"http/1.1"])?;
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
-        .use_preconfigured_tls((*config).clone())
-        .build()
-        .map_err(|e| error_chain(&e))
+        .use_preconfigured_tls((*config).clone());
+    // Proxy matching re-parses the URL on every request; skip it when no proxy is set.
+    let proxy_vars = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ];
+    if !proxy_vars
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    {
+        builder = builder.no_proxy();
+    }
+    builder.build().map_err(|e| error_chain(&e))
 }
 
 /// Whether an `http(s)://` URL names a legacy HTTP+SSE endpoint (by the convention every

@@ -13,7 +13,9 @@ pub type Marks = HashMap<String, Vec<(Vec<String>, String)>>;
 
 /// Learns the marks from a `tools/list` response; leaves `marks` alone for anything else.
 pub fn learn(response: &[u8], marks: &mut Marks) {
-    if memchr::memmem::find(response, b"x-mcp-header").is_none() {
+    static MARK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"x-mcp-header"));
+    if MARK.find(response).is_none() {
         return;
     }
     let Ok(v) = serde_json::from_slice::<Value>(response) else {
