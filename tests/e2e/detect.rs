@@ -8,37 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sdk_server(py: &std::path::Path, transport: &str) -> (Server, u16) {
-    let port = free_port();
-    let child = Command::new(py)
-        .arg(py_script("sdk_server.py"))
-        .args(["--transport", transport, "--port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    (Server(child), port)
+fn sdk_server(py: &std::path::Path, transport: &str) -> (NetServer, u16) {
+    let server = sdk_net_server(py, transport, free_port(), &[]);
+    let port = server.port;
+    (server, port)
 }
 
 fn config(dir: &std::path::Path, candidates: &[String], fallback: &str) -> std::path::PathBuf {
@@ -96,13 +69,7 @@ fn picks_the_first_live_candidate_within_the_timeout_and_caches_it() {
         log.contains("no answer within 700ms"),
         "the blackhole was not bounded: {log}"
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 
     // Second start: the cached choice is tried first and still answers.
     let mut again = RouterProc::start(&["--config", cfg.to_str().unwrap()], &env);
@@ -113,13 +80,7 @@ fn picks_the_first_live_candidate_within_the_timeout_and_caches_it() {
         "{}",
         again.stderr()
     );
-    again.close_stdin();
-    assert_eq!(
-        again
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    again.finish_ok();
 }
 
 #[test]
@@ -147,13 +108,7 @@ fn tells_legacy_sse_from_streamable_http() {
         "{}",
         router.stderr()
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }
 
 #[test]

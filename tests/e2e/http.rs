@@ -4,9 +4,8 @@
 //! `MCPServer` (SSE and JSON replies, stateful and stateless) and server-everything's
 //! `streamableHttp` mode. Plus: a server restarted mid-session (404 → re-initialize).
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,77 +13,33 @@ use serde_json::{json, Value};
 use crate::interop::{assert_same, run_scenario};
 use crate::support::*;
 
-/// A server process on a loopback port, killed on drop.
+/// A test server and the URL clients use.
 struct HttpServer {
-    child: Child,
+    _process: NetServer,
     url: String,
 }
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    assert!(
-        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "server on port {port} did not start"
-    );
-}
-
 fn sdk_http_server(py: &Path, flags: &[&str]) -> HttpServer {
-    let port = free_port();
-    let child = Command::new(py)
-        .arg(py_script("sdk_server.py"))
-        .args([
-            "--transport",
-            "streamable-http",
-            "--port",
-            &port.to_string(),
-        ])
-        .args(flags)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
+    let server = sdk_net_server(py, "streamable-http", free_port(), flags);
     HttpServer {
-        child,
-        url: format!("http://127.0.0.1:{port}/mcp"),
+        url: server.url("/mcp"),
+        _process: server,
     }
 }
 
 fn everything_http_server() -> Option<HttpServer> {
     let js = server_everything()?;
     let port = free_port();
-    let child = Command::new("node")
-        .arg(js)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
+    let server = net_server(
+        Command::new("node")
+            .arg(js)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string()),
+        port,
+    );
     Some(HttpServer {
-        child,
-        url: format!("http://127.0.0.1:{port}/mcp"),
+        url: server.url("/mcp"),
+        _process: server,
     })
 }
 
@@ -153,23 +108,10 @@ fn a_lost_session_is_re_established() {
     let Some(py) = sdk_python() else { return };
     let port = free_port();
     let start = || {
-        let child = Command::new(&py)
-            .arg(py_script("sdk_server.py"))
-            .args([
-                "--transport",
-                "streamable-http",
-                "--port",
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
+        let server = sdk_net_server(&py, "streamable-http", port, &[]);
         HttpServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/mcp"),
+            url: server.url("/mcp"),
+            _process: server,
         }
     };
     let server = start();
@@ -198,13 +140,7 @@ fn a_lost_session_is_re_established() {
         "{}",
         router.stderr()
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }
 
 /// Nothing listens: the request gets a JSON-RPC error naming the server, and the router
@@ -229,13 +165,7 @@ fn an_unreachable_server_is_an_error_for_that_request() {
     );
     let again = router.request(json!(2), "tools/list", json!({}));
     assert!(again["error"].is_object(), "{again}");
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }
 
 fn same_over_sse(py: &Path, mode: &str, peer: &str, url: &str) {
@@ -260,19 +190,7 @@ fn same_over_sse(py: &Path, mode: &str, peer: &str, url: &str) {
 fn python_sdk_legacy_sse_server() {
     let Some(py) = sdk_python() else { return };
     let port = free_port();
-    let child = Command::new(&py)
-        .arg(py_script("sdk_server.py"))
-        .args(["--transport", "sse", "--port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
-    let _server = HttpServer {
-        child,
-        url: String::new(),
-    };
+    let _server = sdk_net_server(&py, "sse", port, &[]);
     same_over_sse(
         &py,
         "legacy",
@@ -288,20 +206,13 @@ fn server_everything_legacy_sse() {
         return;
     };
     let port = free_port();
-    let child = Command::new("node")
-        .arg(js)
-        .arg("sse")
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
-    let _server = HttpServer {
-        child,
-        url: String::new(),
-    };
+    let _server = net_server(
+        Command::new("node")
+            .arg(js)
+            .arg("sse")
+            .env("PORT", port.to_string()),
+        port,
+    );
     same_over_sse(
         &py,
         "legacy",
@@ -317,18 +228,10 @@ fn a_dropped_sse_stream_is_reopened_with_the_session_replayed() {
     let Some(py) = sdk_python() else { return };
     let port = free_port();
     let start = || {
-        let child = Command::new(&py)
-            .arg(py_script("sdk_server.py"))
-            .args(["--transport", "sse", "--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
+        let server = sdk_net_server(&py, "sse", port, &[]);
         HttpServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/sse"),
+            url: server.url("/sse"),
+            _process: server,
         }
     };
     let server = start();
@@ -358,13 +261,7 @@ fn a_dropped_sse_stream_is_reopened_with_the_session_replayed() {
     );
     let after = echo(&mut router, 3);
     assert_eq!(after["result"]["content"][0]["text"], "hi 3", "{after}");
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }
 
 /// A server with an event store closes a request's SSE reply mid-way (it wants the client
@@ -391,13 +288,7 @@ fn a_reply_stream_closed_by_the_server_is_resumed_with_last_event_id() {
         "the stream was not resumed: {}",
         router.stderr()
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }
 
 /// 2026-07-28 over HTTP: a tool argument marked `x-mcp-header` must travel as an
@@ -433,11 +324,5 @@ fn mcp_param_headers_are_mirrored_after_tools_list() {
         after["result"]["content"][0]["text"], "sunny in Zürich north for 2 day(s)",
         "{after}"
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }

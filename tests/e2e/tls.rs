@@ -2,9 +2,7 @@
 //! `tls.ca_cert_path`, an untrusted certificate refused with a clear error, the bearer
 //! token sent on every request (HTTPS and WSS) and never written to the log.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -14,38 +12,10 @@ use crate::support::*;
 
 const TOKEN: &str = "tok-7c1e-never-in-logs";
 
-struct Backend(std::process::Child);
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sdk_http_backend(py: &std::path::Path) -> (Backend, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(py)
-        .arg(py_script("sdk_server.py"))
-        .args([
-            "--transport",
-            "streamable-http",
-            "--port",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    (Backend(child), port)
+fn sdk_http_backend(py: &std::path::Path) -> (NetServer, u16) {
+    let server = sdk_net_server(py, "streamable-http", free_port(), &[]);
+    let port = server.port;
+    (server, port)
 }
 
 /// A config file for one server at `url`, trusting `ca` (if given), token from a file.
@@ -106,13 +76,7 @@ fn https_with_a_private_ca_and_a_bearer_token() {
         )),
         "token not sent"
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
     let log = router.stderr();
     assert!(
         !log.contains(TOKEN),
@@ -144,13 +108,7 @@ fn an_untrusted_certificate_is_refused_clearly() {
         !proxy.seen_text().contains(TOKEN),
         "a token went to an unverified server"
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }
 
 #[test]
@@ -204,13 +162,7 @@ fn wss_with_a_private_ca_and_a_bearer_token_from_the_environment() {
         )),
         "token not sent on the upgrade"
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
     let log = router.stderr();
     assert!(
         !log.contains(TOKEN),

@@ -90,13 +90,7 @@ fn a_dropped_websocket_is_re_established_with_the_session_replayed() {
     let after = echo(&mut router, 3);
     assert_eq!(after["result"]["content"][0]["text"], "hi 3", "{after}");
     assert_eq!(bridge.connections.load(Ordering::SeqCst), 2);
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }
 
 #[test]
@@ -119,11 +113,5 @@ fn an_unreachable_websocket_server_fails_requests_clearly() {
         "{}",
         router.stderr()
     );
-    router.close_stdin();
-    assert_eq!(
-        router
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    router.finish_ok();
 }

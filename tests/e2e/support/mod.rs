@@ -293,3 +293,82 @@ pub fn fault_server(extra: &[&str]) -> Vec<String> {
     v.extend(extra.iter().map(|s| s.to_string()));
     v
 }
+
+/// A server process listening on a loopback port; killed (and reaped) on drop.
+pub struct NetServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl NetServer {
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for NetServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16) {
+    assert!(
+        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "nothing listens on port {port}"
+    );
+}
+
+/// Starts `command` (quiet) and waits for it to listen on `port`.
+pub fn net_server(command: &mut Command, port: u16) -> NetServer {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a test server");
+    wait_for_port(port);
+    NetServer { child, port }
+}
+
+/// The Python SDK test server over a network transport (`streamable-http`, `sse`) on `port`.
+pub fn sdk_net_server(py: &Path, transport: &str, port: u16, flags: &[&str]) -> NetServer {
+    net_server(
+        Command::new(py)
+            .arg(py_script("sdk_server.py"))
+            .args(["--transport", transport, "--port", &port.to_string()])
+            .args(flags),
+        port,
+    )
+}
+
+impl RouterProc {
+    /// Closes stdin and expects a clean exit (code 0) within 10 s.
+    pub fn finish_ok(&mut self) {
+        self.close_stdin();
+        let code = self
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code());
+        assert_eq!(
+            code,
+            Some(0),
+            "router did not exit cleanly: {}",
+            self.stderr()
+        );
+    }
+}
