@@ -119,29 +119,22 @@ impl HttpUpstream {
         let url = match reqwest::Url::parse(&self.url) {
             Ok(u) => u,
             Err(e) => {
-                let err = RouterError::new(
-                    ErrorKind::UpstreamUnavailable,
-                    format!(
-                        "server '{}': '{}' is not a valid URL: {e}",
-                        self.name, self.url
-                    ),
+                let text = format!(
+                    "server '{}': '{}' is not a valid URL: {e}",
+                    self.name, self.url
                 );
-                for reply in links.router.upstream_failed(err) {
-                    let _ = links.to_client.send(reply).await;
-                }
+                super::give_up(&links, text).await;
                 return;
             }
         };
         let client = match super::http_client(self.connect_timeout, &self.tls) {
             Ok(c) => c,
             Err(e) => {
-                let err = RouterError::new(
-                    ErrorKind::UpstreamUnavailable,
+                super::give_up(
+                    &links,
                     format!("server '{}': cannot set up the HTTP client: {e}", self.name),
-                );
-                for reply in links.router.upstream_failed(err) {
-                    let _ = links.to_client.send(reply).await;
-                }
+                )
+                .await;
                 return;
             }
         };

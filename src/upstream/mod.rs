@@ -102,3 +102,15 @@ pub fn is_legacy_sse(url: &str) -> bool {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     path.trim_end_matches('/').ends_with("/sse")
 }
+
+/// The upstream cannot be used at all: fail everything waiting, and answer every later
+/// request at once with `text`.
+pub(crate) async fn give_up(links: &stdio::Links, text: String) {
+    tracing::error!("{text}");
+    let err = crate::wire::RouterError::new(crate::wire::ErrorKind::UpstreamUnavailable, text);
+    for reply in links.router.upstream_failed(err) {
+        if links.to_client.send(reply).await.is_err() {
+            break;
+        }
+    }
+}

@@ -67,13 +67,11 @@ impl SseUpstream {
                 headers: super::header_map(&self.name, &self.headers),
             },
             Err(e) => {
-                let err = RouterError::new(
-                    ErrorKind::UpstreamUnavailable,
+                super::give_up(
+                    &links,
                     format!("server '{}': cannot set up the HTTP client: {e}", self.name),
-                );
-                for reply in links.router.upstream_failed(err) {
-                    let _ = links.to_client.send(reply).await;
-                }
+                )
+                .await;
                 return;
             }
         };
@@ -100,13 +98,7 @@ impl SseUpstream {
                     self.name,
                     backoff.failures()
                 );
-                tracing::error!(upstream = %self.name, "{text}");
-                for reply in links
-                    .router
-                    .upstream_failed(RouterError::new(ErrorKind::UpstreamUnavailable, text))
-                {
-                    let _ = links.to_client.send(reply).await;
-                }
+                super::give_up(&links, text).await;
                 return;
             };
             tracing::warn!(upstream = %self.name, delay_ms = delay.as_millis() as u64, "{reason}; reconnecting");

@@ -81,13 +81,7 @@ impl WsUpstream {
                     self.name,
                     backoff.failures()
                 );
-                tracing::error!(upstream = %self.name, "{text}");
-                for reply in links
-                    .router
-                    .upstream_failed(RouterError::new(ErrorKind::UpstreamUnavailable, text))
-                {
-                    let _ = links.to_client.send(reply).await;
-                }
+                super::give_up(&links, text).await;
                 return;
             };
             tracing::warn!(upstream = %self.name, delay_ms = delay.as_millis() as u64, "{reason}; reconnecting");
