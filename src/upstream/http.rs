@@ -568,11 +568,17 @@ async fn reinitialize(shared: &Shared) -> Result<(), String> {
             PostError::Failed(t) => t,
             PostError::SessionGone => "session lost during re-initialization".into(),
         })?;
-    match reply {
-        Some(r) if !r.raw().windows(8).any(|w| w == b"\"error\":") => {}
-        _ => {
+    match reply.as_ref().map(super::replay_outcome) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
             return Err(format!(
-                "server '{}' did not accept the replayed initialize",
+                "server '{}' refused the replayed initialize: {e}",
+                shared.name
+            ))
+        }
+        None => {
+            return Err(format!(
+                "server '{}' did not answer the replayed initialize",
                 shared.name
             ))
         }

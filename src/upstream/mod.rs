@@ -114,3 +114,16 @@ pub(crate) async fn give_up(links: &stdio::Links, text: String) {
         }
     }
 }
+
+/// Whether the server accepted a replayed `initialize`: its reply's `error` member, if any.
+/// Parsed (not searched for), so a result that merely mentions "error" is not a refusal.
+pub(crate) fn replay_outcome(reply: &crate::wire::Message) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        error: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Reply>(reply.raw()) {
+        Ok(Reply { error: Some(e) }) => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}

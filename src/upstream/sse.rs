@@ -263,10 +263,8 @@ impl SseUpstream {
                     continue;
                 };
                 if msg.kind() == Kind::Response && msg.id() == Some(&id) {
-                    if msg.raw().windows(8).any(|w| w == b"\"error\":") {
-                        return Err("the server refused the replayed initialize".to_owned());
-                    }
-                    return Ok(());
+                    return super::replay_outcome(&msg)
+                        .map_err(|e| format!("the server refused the replayed initialize: {e}"));
                 }
             }
             Err("the stream ended during the replay".to_owned())

@@ -415,7 +415,7 @@ async fn read_stdout(
                     if let Some((id, _)) = &replay {
                         if msg.kind() == Kind::Response && msg.id() == Some(id) {
                             if let Some((_, tx)) = replay.take() {
-                                let _ = tx.send(replay_outcome(&msg));
+                                let _ = tx.send(super::replay_outcome(&msg));
                             }
                             continue;
                         }
@@ -444,17 +444,6 @@ async fn read_stdout(
                 break;
             }
         }
-    }
-}
-
-fn replay_outcome(msg: &Message) -> Result<(), String> {
-    #[derive(serde::Deserialize)]
-    struct Reply {
-        error: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Reply>(msg.raw()) {
-        Ok(Reply { error: Some(e) }) => Err(e.to_string()),
-        _ => Ok(()),
     }
 }
 

@@ -17,7 +17,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -100,17 +100,9 @@ impl WsUpstream {
             .map_err(|e| format!("'{}' is not a usable WebSocket URL: {e}", self.url))?;
         req.headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static("mcp"));
-        for (k, v) in &self.headers {
-            match (
-                HeaderName::try_from(k.as_str()),
-                HeaderValue::try_from(v.as_str()),
-            ) {
-                (Ok(name), Ok(value)) => {
-                    req.headers_mut().insert(name, value);
-                }
-                _ => {
-                    tracing::warn!(upstream = %self.name, header = %k, "ignoring a header that is not valid HTTP")
-                }
+        for (name, value) in super::header_map(&self.name, &self.headers) {
+            if let Some(name) = name {
+                req.headers_mut().insert(name, value);
             }
         }
         let config = WebSocketConfig::default()
@@ -243,13 +235,8 @@ impl WsUpstream {
                     continue;
                 };
                 if msg.kind() == Kind::Response && msg.id() == Some(&id) {
-                    if msg.raw().windows(8).any(|w| w == b"\"error\":") {
-                        return Err(format!(
-                            "the server refused the replayed initialize: {}",
-                            String::from_utf8_lossy(msg.raw())
-                        ));
-                    }
-                    return Ok(());
+                    return super::replay_outcome(&msg)
+                        .map_err(|e| format!("the server refused the replayed initialize: {e}"));
                 }
             }
             Err("the connection closed during the replay".to_owned())
