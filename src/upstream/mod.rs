@@ -9,6 +9,7 @@
 pub mod detect;
 pub mod http;
 mod param_headers;
+mod reconnect;
 pub mod sse;
 pub mod stdio;
 pub mod ws;

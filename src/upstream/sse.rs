@@ -19,15 +19,13 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use tracing::Instrument;
 
 use super::error_chain;
+use super::reconnect::{End, Pacing};
 use super::stdio::Links;
 use crate::config::ReconnectPolicy;
-use crate::resilience::backoff::Backoff;
 use crate::router::{Handshake, Router, UpstreamDecision};
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
-
-const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
 
 /// Everything a legacy SSE supervisor needs.
 pub struct SseUpstream {
@@ -40,11 +38,6 @@ pub struct SseUpstream {
     pub reconnect: ReconnectPolicy,
     pub max_message_size: usize,
     pub request_timeout: Duration,
-}
-
-enum End {
-    Shutdown,
-    Lost(String),
 }
 
 /// What a running supervisor uses to talk HTTP.
@@ -75,7 +68,7 @@ impl SseUpstream {
                 return;
             }
         };
-        let mut backoff = Backoff::new(self.reconnect.clone());
+        let mut pacing = Pacing::new(&self.name, &self.reconnect);
         loop {
             let started = Instant::now();
             let end = tokio::select! {
@@ -85,26 +78,9 @@ impl SseUpstream {
                     Err(e) => End::Lost(e),
                 },
             };
-            let reason = match end {
-                End::Shutdown => return,
-                End::Lost(reason) => reason,
-            };
-            if started.elapsed() >= HEALTHY_UPTIME {
-                backoff.reset();
-            }
-            let Some(delay) = backoff.next_delay(rand::random::<f64>()) else {
-                let text = format!(
-                    "server '{}' could not be reached: {reason}; gave up after {} attempts (reconnect.max_attempts)",
-                    self.name,
-                    backoff.failures()
-                );
-                super::give_up(&links, text).await;
+            let End::Lost(reason) = end else { return };
+            if !pacing.wait(started, &reason, &links).await {
                 return;
-            };
-            tracing::warn!(upstream = %self.name, delay_ms = delay.as_millis() as u64, "{reason}; reconnecting");
-            tokio::select! {
-                _ = links.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
             }
         }
     }

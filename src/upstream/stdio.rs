@@ -89,15 +89,11 @@ impl StdioUpstream {
                         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
                     );
                     let text = self.spawn_error_text(&err);
-                    tracing::error!(upstream = %self.name, "{text}");
                     if permanent {
-                        self.give_up(
-                            &links,
-                            RouterError::new(ErrorKind::UpstreamUnavailable, text),
-                        )
-                        .await;
+                        super::give_up(&links, text).await;
                         return;
                     }
+                    tracing::error!(upstream = %self.name, "{text}");
                     End::Exited(text)
                 }
             };
@@ -114,12 +110,7 @@ impl StdioUpstream {
                     self.name,
                     backoff.failures().saturating_sub(1)
                 );
-                tracing::error!(upstream = %self.name, "{text}");
-                self.give_up(
-                    &links,
-                    RouterError::new(ErrorKind::UpstreamUnavailable, text),
-                )
-                .await;
+                super::give_up(&links, text).await;
                 return;
             };
             tracing::info!(upstream = %self.name, delay_ms = delay.as_millis() as u64, attempt = backoff.failures(), "restarting server");
@@ -164,15 +155,6 @@ impl StdioUpstream {
             "cannot start server '{}': '{}': {err}{hint}",
             self.name, self.command.program
         )
-    }
-
-    /// Fails everything waiting and answers new requests with `err` from now on.
-    async fn give_up(&self, links: &Links, err: RouterError) {
-        for reply in links.router.upstream_failed(err) {
-            if links.to_client.send(reply).await.is_err() {
-                break;
-            }
-        }
     }
 
     /// One child, from spawn to exit.

@@ -25,16 +25,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
 use super::error_chain;
+use super::reconnect::{End, Pacing};
 use super::stdio::Links;
 use crate::config::ReconnectPolicy;
-use crate::resilience::backoff::Backoff;
 use crate::router::{Router, UpstreamDecision};
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A connection that stayed up this long has recovered: the backoff starts over.
-const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
 
 /// Everything a WebSocket supervisor needs.
 pub struct WsUpstream {
@@ -50,15 +47,10 @@ pub struct WsUpstream {
     pub request_timeout: Duration,
 }
 
-enum End {
-    Shutdown,
-    Lost(String),
-}
-
 impl WsUpstream {
     /// Runs until shutdown or until the server can no longer be reached.
     pub async fn run(self, mut links: Links) {
-        let mut backoff = Backoff::new(self.reconnect.clone());
+        let mut pacing = Pacing::new(&self.name, &self.reconnect);
         loop {
             let started = Instant::now();
             let end = tokio::select! {
@@ -68,26 +60,9 @@ impl WsUpstream {
                     Err(e) => End::Lost(e),
                 },
             };
-            let reason = match end {
-                End::Shutdown => return,
-                End::Lost(reason) => reason,
-            };
-            if started.elapsed() >= HEALTHY_UPTIME {
-                backoff.reset();
-            }
-            let Some(delay) = backoff.next_delay(rand::random::<f64>()) else {
-                let text = format!(
-                    "server '{}' could not be reached: {reason}; gave up after {} attempts (reconnect.max_attempts)",
-                    self.name,
-                    backoff.failures()
-                );
-                super::give_up(&links, text).await;
+            let End::Lost(reason) = end else { return };
+            if !pacing.wait(started, &reason, &links).await {
                 return;
-            };
-            tracing::warn!(upstream = %self.name, delay_ms = delay.as_millis() as u64, "{reason}; reconnecting");
-            tokio::select! {
-                _ = links.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
             }
         }
     }
