@@ -549,7 +549,9 @@ fn local(l: Option<&RawLocal>, p: &mut Problems) -> LocalConfig {
     let l = l.cloned().unwrap_or_default();
     let d = LocalConfig::default();
     let cfg = LocalConfig {
-        request_timeout: ms(l.request_timeout_ms, 30_000),
+        request_timeout: l
+            .request_timeout_ms
+            .map_or(d.request_timeout, Duration::from_millis),
         max_concurrent_requests: l
             .max_concurrent_requests
             .map_or(d.max_concurrent_requests, |n| n as usize),
@@ -565,7 +567,9 @@ fn local(l: Option<&RawLocal>, p: &mut Problems) -> LocalConfig {
         write_buffer_size: l
             .write_buffer_size
             .map_or(d.write_buffer_size, |n| n as usize),
-        shutdown_grace: ms(l.shutdown_grace_ms, 2000),
+        shutdown_grace: l
+            .shutdown_grace_ms
+            .map_or(d.shutdown_grace, Duration::from_millis),
         rate_limit: l.rate_limit.clone().unwrap_or_default(),
     };
     if cfg.request_timeout.is_zero() {
