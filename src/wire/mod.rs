@@ -2,10 +2,12 @@
 //!
 //! Everything that turns bytes from a peer into something the router can route (and
 //! back) lives here, and only here: the line codec, the once-per-message envelope parse,
-//! request ids and their rewrite, and the JSON-RPC errors the router itself writes.
+//! request ids and their rewrite, the JSON-RPC errors the router itself writes, and the
+//! mcp-bridge gateway's envelope and binary framings (`gateway`).
 //! Payloads are never re-serialized: a [`Message`] keeps the exact bytes it arrived as.
 
 pub mod error;
+pub mod gateway;
 pub mod id;
 pub mod id_scan;
 pub mod message;
