@@ -18,5 +18,9 @@
 //! beyond what a format needs and never re-serialized.
 
 pub mod envelope;
+pub mod legacy;
+pub mod mcpb;
 
 pub use envelope::{is_shutdown_notice, namespace, unwrap, wrap, EnvelopeError, Incoming};
+pub use legacy::LegacyCodec;
+pub use mcpb::{parse_version_ack, Frame, FrameError, FrameType, McpbCodec};
