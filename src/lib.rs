@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! main.rs            thin entry: parse the CLI, call cli::main, map errors to exit codes
+//! auth/              gateway credentials: mod.rs (Bearer | Mtls | OAuth2), oauth.rs (token cache)
 //! cli/               commands (run, version, config check); the only anyhow user
 //! config/            validated plain structs + load(file, env, flags); raw, env, validate, render
 //! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
@@ -25,6 +26,7 @@
 //! channel; the upstream's reader asks `router` about each reply and hands bytes to the
 //! single stdout writer. `docs/architecture.md` has the full picture.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod frontend;
