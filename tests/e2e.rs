@@ -8,6 +8,8 @@ mod support;
 mod cli;
 #[path = "e2e/detect.rs"]
 mod detect;
+#[path = "e2e/gateway.rs"]
+mod gateway;
 #[path = "e2e/http.rs"]
 mod http;
 #[path = "e2e/interop.rs"]

@@ -17,6 +17,9 @@ pub(super) fn gateway(auth_type: &str, auth: RawAuth) -> GatewayConfig {
         reconnect: ReconnectPolicy::default(),
         pool: RawPool::default(),
         tls: TlsConfig::default(),
+        framing: "mcpb".into(),
+        tcp_notifications: false,
+        default_namespace: "default".into(),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::{self, FlagOverrides, LoadOptions};
     name = "mcp-router",
     disable_version_flag = true,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  mcp-router -- python server.py --flag   route to one stdio server, no config file\n  mcp-router --bearer-env TOKEN -- https://mcp.example.com/mcp   route to one remote server\n  mcp-router --config router.yaml          route as the file says\n  mcp-router config check                  validate and show the effective configuration"
+    after_help = "Examples:\n  mcp-router -- python server.py --flag   route to one stdio server, no config file\n  mcp-router --bearer-env TOKEN -- https://mcp.example.com/mcp   route to one remote server\n  MCP_AUTH_TOKEN=… mcp-router --gateway wss://gw.example.com/mcp   route through an mcp-bridge gateway\n  mcp-router --config router.yaml          route as the file says\n  mcp-router config check                  validate and show the effective configuration"
 )]
 pub struct Cli {
     /// Configuration file (default: $MCP_ROUTER_CONFIG, else mcp-router.yaml in ., ~/.config/claude-cli/, ~/.config/mcp/, /etc/mcp/).
@@ -42,6 +42,11 @@ pub struct Cli {
     /// Send 'Authorization: Bearer $VAR' to network servers.
     #[arg(long, global = true, value_name = "VAR")]
     bearer_env: Option<String>,
+
+    /// Route through the mcp-bridge gateway at URL (ws://, wss://, tcp://, tcps://);
+    /// sets gateway.url. With no servers configured, all traffic goes there.
+    #[arg(long = "gateway", global = true, value_name = "URL")]
+    gateway: Option<String>,
 
     /// Print version information and exit.
     #[arg(short = 'v', long = "version")]
@@ -94,7 +99,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         log_level: cli.log_level.clone(),
         log_format: cli.log_format.clone(),
         stdio_command: (!cli.server.is_empty()).then(|| cli.server.clone()),
-        gateway_url: None,
+        gateway_url: cli.gateway.clone(),
         headers: cli.headers.clone(),
         bearer_env: cli.bearer_env.clone(),
     };

@@ -32,6 +32,10 @@ enum Target {
     Http(String),
     Ws(String),
     Sse(String),
+    /// An MCP server speaking the TCP binary framing (`tcp://`, `tcps://`).
+    Tcp(String),
+    /// The mcp-bridge gateway (`gateway:`).
+    Gateway,
     /// Resolved by auto-detection once the runtime runs.
     Detect {
         candidates: Vec<String>,
@@ -51,6 +55,19 @@ impl Target {
     }
 }
 
+/// The implicit server when only a gateway is configured.
+fn gateway_server() -> crate::config::ServerConfig {
+    crate::config::ServerConfig {
+        name: "gateway".into(),
+        connection_mode: ConnectionMode::Gateway,
+        target: ServerTarget::Url(String::new()),
+        reconnect: Default::default(),
+        headers: Default::default(),
+        bearer: Default::default(),
+        tls: Default::default(),
+    }
+}
+
 pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     let cfg = loaded.config;
     telemetry::logging::init(&cfg.logging).map_err(anyhow::Error::msg)?;
@@ -58,8 +75,10 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
         tracing::warn!("config: {w}");
     }
     let server = match cfg.servers.as_slice() {
+        // The original's default: with a gateway and no servers, everything goes there.
+        [] if cfg.gateway.is_some() => gateway_server(),
         [] => bail!(
-            "nothing to route to: no servers are configured.\n  Run one stdio server with `mcp-router -- <command> [args…]`,\n  or list servers under `servers:` in the config file (see `mcp-router config check`)."
+            "nothing to route to: no servers and no gateway are configured.\n  Run one stdio server with `mcp-router -- <command> [args…]`,\n  use a gateway with `mcp-router --gateway wss://gateway.example.com`,\n  or list servers under `servers:` in the config file (see `mcp-router config check`)."
         ),
         [one] => one.clone(),
         [_, ..] => bail!(
@@ -67,13 +86,12 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
             cfg.servers.len()
         ),
     };
-    if server.connection_mode == ConnectionMode::Gateway {
-        bail!("server '{}' uses connection_mode: gateway, but gateway connections are not supported by this build yet; use connection_mode: direct with a stdio command", server.name);
-    }
     let target = match &server.target {
+        _ if server.connection_mode == ConnectionMode::Gateway => Target::Gateway,
         ServerTarget::Stdio(cmd) => Target::Stdio(cmd.clone()),
         ServerTarget::Url(url) => match upstream::unsupported_target(url) {
             None if url.starts_with("ws") => Target::Ws(url.clone()),
+            None if url.starts_with("tcp") => Target::Tcp(url.clone()),
             None if upstream::is_legacy_sse(url) => Target::Sse(url.clone()),
             None => Target::Http(url.clone()),
             Some(why) => bail!("server '{}': {why}", server.name),
@@ -86,6 +104,27 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
             fallback_gateway: *fallback_gateway,
         },
     };
+    // Built before anything starts, so a missing token or a bad certificate file is one
+    // clear error at start. Used for `Target::Gateway` and for `fallback: gateway`.
+    let mut gateway = None;
+    let wants_gateway = matches!(target, Target::Gateway)
+        || matches!(
+            target,
+            Target::Detect {
+                fallback_gateway: true,
+                ..
+            }
+        );
+    if wants_gateway {
+        let gw = cfg
+            .gateway
+            .as_ref()
+            .context("no gateway is configured: set gateway.url")?;
+        gateway = Some(
+            upstream::gateway::setup::gateway(&server.name, gw, &cfg.secrets, &cfg.local)
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
 
     // Credentials are read once, before anything starts, so a missing token is one clear
     // error at start instead of a failure on every request.
@@ -133,10 +172,10 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                         tracing::warn!(upstream = %server.name, "{why}; using Streamable HTTP");
                         Target::Http(candidates[0].clone())
                     }
-                    Err(why) if fallback_gateway => bail!(
-                        "server '{}': {why}; `fallback: gateway` would route it through the gateway, but this build has no gateway client yet (configure a reachable candidate, or remove the fallback)",
-                        server.name
-                    ),
+                    Err(why) if fallback_gateway => {
+                        tracing::warn!(upstream = %server.name, "{why}; using the gateway (fallback: gateway)");
+                        Target::Gateway
+                    }
                     Err(why) => bail!("server '{}': {why}", server.name),
                 }
             }
@@ -219,6 +258,23 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                 .instrument(span),
             ),
             Target::Detect { .. } => bail!("server {}: auto-detection did not run", server.name),
+            Target::Gateway => {
+                let up = gateway.take().context("the gateway was not set up")?;
+                tracker.spawn(up.run(links).instrument(span))
+            }
+            Target::Tcp(url) => {
+                let up = upstream::gateway::setup::tcp_server(upstream::gateway::setup::ServerSettings {
+                    name: &server.name,
+                    url: &url,
+                    tls: &tls,
+                    reconnect: &server.reconnect,
+                    connect_timeout,
+                    keepalive_interval: ws_ping,
+                    local: &local,
+                })
+                .map_err(|e| anyhow::anyhow!("server '{}': {e}", server.name))?;
+                tracker.spawn(up.run(links).instrument(span))
+            }
             Target::Ws(url) => tracker.spawn(
                 WsUpstream {
                     name: server.name.clone(),

@@ -323,6 +323,9 @@ fn apply_flags(flags: &FlagOverrides, tree: &mut Value) {
     }
     if let Some(url) = &flags.gateway_url {
         env::set_path(tree, "gateway.url", Value::String(url.clone()));
+        if let Some(var) = &flags.bearer_env {
+            env::set_path(tree, "gateway.auth.token_env", Value::String(var.clone()));
+        }
     }
 }
 
@@ -331,7 +334,7 @@ fn apply_flags(flags: &FlagOverrides, tree: &mut Value) {
 fn command_server(words: &[String]) -> RawServer {
     if let [url] = words {
         if let Some((scheme, rest)) = url.split_once("://") {
-            if ["http", "https", "ws", "wss"].contains(&scheme) {
+            if ["http", "https", "ws", "wss", "tcp", "tcps", "tcp+tls"].contains(&scheme) {
                 let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
                 let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
                 let name = Some(if host.is_empty() {

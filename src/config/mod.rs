@@ -116,6 +116,11 @@ pub struct GatewayConfig {
     pub reconnect: ReconnectPolicy,
     pub pool: RawPool,
     pub tls: TlsConfig,
+    /// `mcpb` (default) or `legacy`.
+    pub framing: String,
+    pub tcp_notifications: bool,
+    /// Namespace for methods that name none (`gateway_pool.default_namespace`).
+    pub default_namespace: String,
 }
 
 /// TLS client settings; verification is on unless explicitly turned off.

@@ -72,6 +72,12 @@ pub struct RawGateway {
     pub auth: Option<RawAuth>,
     pub connection: Option<RawConnection>,
     pub tls: Option<RawTls>,
+    /// Our extension: `mcpb` (the gateway's framing, default) or `legacy` (the Go
+    /// router's 16-byte header) for `tcp://` endpoints.
+    pub framing: Option<String>,
+    /// Our extension: send client notifications over the TCP protocol (the gateway's TCP
+    /// handler closes the connection on a message without an id; default false).
+    pub tcp_notifications: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -497,3 +497,48 @@ fn a_lone_url_after_the_dashes_is_a_network_server() {
         matches!(&c.servers[0].target, ServerTarget::Url(u) if u == "wss://ws.example.com/mcp")
     );
 }
+
+#[test]
+fn gateway_extensions_and_the_go_pool_shape() {
+    let c = load_text(
+        "gateway:\n  url: tcp://gw:8444\n  framing: legacy\n  tcp_notifications: true\n",
+        &[],
+    )
+    .unwrap()
+    .config;
+    let g = c.gateway.expect("gateway");
+    assert_eq!((g.framing.as_str(), g.tcp_notifications), ("legacy", true));
+    assert_eq!(g.default_namespace, "default");
+    let e = errors_of("gateway:\n  url: tcp://gw\n  framing: mcp\n", &[]);
+    assert!(e.contains("gateway.framing") && e.contains("legacy"), "{e}");
+    // The Go router's `gateway_pool:` alone is a gateway too, with its namespace.
+    let c = load_text(
+        "gateway_pool:\n  default_namespace: tools\n  endpoints:\n    - url: wss://a:8443\n      auth:\n        type: bearer\n        token_env: GW_TOKEN\n    - url: tcps://b:8444\n",
+        &[],
+    )
+    .unwrap()
+    .config;
+    let g = c.gateway.expect("gateway from gateway_pool");
+    assert_eq!(g.endpoints, vec!["wss://a:8443", "tcps://b:8444"]);
+    assert_eq!(g.default_namespace, "tools");
+    assert_eq!(g.auth.token_env.as_deref(), Some("GW_TOKEN"));
+}
+
+#[test]
+fn routing_a_server_through_the_gateway_needs_a_gateway() {
+    let e = errors_of("servers:\n  - name: a\n    connection_mode: gateway\n", &[]);
+    assert!(
+        e.contains("servers[0]") && e.contains("set gateway.url"),
+        "{e}"
+    );
+    let e = errors_of(
+        "servers:\n  - name: a\n    auto_detect: true\n    candidates: [\"ws://x\"]\n    fallback: gateway\n",
+        &[],
+    );
+    assert!(e.contains("no gateway is configured"), "{e}");
+    assert!(load_text(
+        "gateway:\n  url: wss://gw\nservers:\n  - name: a\n    connection_mode: gateway\n",
+        &[]
+    )
+    .is_ok());
+}

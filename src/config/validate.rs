@@ -68,9 +68,49 @@ pub fn validate(raw: &RawConfig, p: &mut Problems) -> Config {
         &default_reconnect,
         p,
     );
-    let gateway = raw.gateway.as_ref().map(|g| gateway(g, p));
     if let Some(pool) = &raw.gateway_pool {
         gateway_pool(pool, p);
+    }
+    let default_namespace = raw
+        .gateway_pool
+        .as_ref()
+        .and_then(|g| g.default_namespace.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    let gateway = match (&raw.gateway, &raw.gateway_pool) {
+        (Some(g), _) => Some(gateway(g, default_namespace, p)),
+        // The Go router's shape: its endpoints, with the first one's auth, connection
+        // and TLS settings (load balancing across them is not built).
+        (None, Some(pool)) => pool.endpoints.as_ref().and_then(|eps| {
+            let first = eps.first()?;
+            let g = RawGateway {
+                url: None,
+                endpoints: Some(eps.clone()),
+                auth: first.auth.clone(),
+                connection: first.connection.clone(),
+                tls: first.tls.clone(),
+                ..RawGateway::default()
+            };
+            Some(gateway(&g, default_namespace, &mut Problems::default()))
+        }),
+        (None, None) => None,
+    }
+    .filter(|g| !g.endpoints.is_empty());
+    for (i, s) in servers.iter().enumerate() {
+        let needs_gateway = s.connection_mode == ConnectionMode::Gateway
+            || matches!(
+                s.target,
+                ServerTarget::AutoDetect {
+                    fallback_gateway: true,
+                    ..
+                }
+            );
+        if needs_gateway && gateway.is_none() {
+            p.err(
+                &format!("servers[{i}]"),
+                format!("server '{}' is routed through the gateway (connection_mode: gateway or fallback: gateway), but no gateway is configured: set gateway.url", s.name),
+            );
+        }
     }
     let direct = direct(raw.direct_clients.as_ref(), p);
     let local = local(raw.local.as_ref(), p);
@@ -338,7 +378,7 @@ fn expand_home(path: &str) -> String {
     }
 }
 
-fn gateway(g: &RawGateway, p: &mut Problems) -> GatewayConfig {
+fn gateway(g: &RawGateway, default_namespace: &str, p: &mut Problems) -> GatewayConfig {
     let mut endpoints = Vec::new();
     if let Some(url) = &g.url {
         check_url(url, "gateway.url", GATEWAY_SCHEMES, p);
@@ -383,6 +423,8 @@ fn gateway(g: &RawGateway, p: &mut Problems) -> GatewayConfig {
         .as_ref()
         .map(|t| tls(t, "gateway.tls", "1.3", p))
         .unwrap_or_default();
+    let framing = g.framing.clone().unwrap_or_else(|| "mcpb".into());
+    p.one_of("gateway.framing", &framing, &["mcpb", "legacy"]);
     GatewayConfig {
         endpoints,
         protocol_preference,
@@ -394,6 +436,9 @@ fn gateway(g: &RawGateway, p: &mut Problems) -> GatewayConfig {
         reconnect,
         pool: conn.pool.clone().unwrap_or_default(),
         tls: tls_cfg,
+        framing,
+        tcp_notifications: g.tcp_notifications.unwrap_or(false),
+        default_namespace: default_namespace.to_owned(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! Only transports live here; routing decisions do not.
 
 pub mod detect;
+pub mod gateway;
 pub mod http;
 mod param_headers;
 mod reconnect;
@@ -17,15 +18,10 @@ pub mod ws;
 /// Why an upstream cannot be used in this build (`None`: it can).
 pub fn unsupported_target(url: &str) -> Option<String> {
     let scheme = url.split("://").next().unwrap_or(url);
-    let what = match scheme {
-        "http" | "https" => return None,
-        "ws" | "wss" => return None,
-        "tcp" | "tcps" | "tcp+tls" => "the TCP binary protocol",
-        _ => return Some(format!("'{url}' has an unknown scheme '{scheme}' (use a command line, http(s)://, ws(s)://, tcp://, tcps://)")),
-    };
-    Some(format!(
-        "servers with url '{url}' need {what}, which this build of mcp-router does not support yet; use a stdio command instead"
-    ))
+    match scheme {
+        "http" | "https" | "ws" | "wss" | "tcp" | "tcps" | "tcp+tls" => None,
+        _ => Some(format!("'{url}' has an unknown scheme '{scheme}' (use a command line, http(s)://, ws(s)://, tcp://, tcps://)")),
+    }
 }
 
 /// An error with its sources (`reqwest` and `tungstenite` keep the useful part, such as

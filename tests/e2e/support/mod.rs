@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod gateway;
+pub mod mcpb_peer;
 pub mod tls_proxy;
 pub mod ws_bridge;
 
@@ -202,6 +204,12 @@ impl RouterProc {
     pub fn request(&mut self, id: Value, method: &str, params: Value) -> Value {
         self.send(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}));
         self.response(&id).0
+    }
+
+    /// Sends a request and returns its response and what arrived before it.
+    pub fn response_with(&mut self, id: &Value, method: &str) -> (Value, Vec<Value>) {
+        self.send(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":{}}));
+        self.response(id)
     }
 
     pub fn initialize(&mut self, version: &str) -> Value {

@@ -78,6 +78,27 @@ async def call_with_progress(client: Client, name: str, args: dict[str, Any]) ->
     return dump(result), seen
 
 
+async def gateway_scenario(client: Client) -> dict[str, Any]:
+    """What a client gets through the mcp-bridge gateway, which forwards requests and
+    their replies only (no server notifications, no server->client requests)."""
+    out: dict[str, Any] = {}
+    out["tools"] = sorted((dump(t) for t in (await client.list_tools()).tools), key=lambda t: t["name"])
+    out["resources"] = dump((await client.list_resources()).resources)
+    out["templates"] = dump((await client.list_resource_templates()).resource_templates)
+    out["prompts"] = dump((await client.list_prompts()).prompts)
+    out["echo"] = dump(await client.call_tool("echo", {"text": "héllo ✓ \"quoted\"\n"}))
+    out["add"] = dump(await client.call_tool("add", {"a": 2, "b": 40}))
+    out["forecast"] = dump(await client.call_tool("forecast", {"region": "Zürich north", "days": 2}))
+    out["slow"] = dump(await client.call_tool("slow", {"steps": 3}))
+    out["chatty"] = dump(await client.call_tool("chatty", {}))
+    out["read_static"] = dump(await client.read_resource("demo://static"))
+    out["read_template"] = dump(await client.read_resource("demo://greeting/router"))
+    out["prompt"] = dump(await client.get_prompt("review", {"code": "print(1)"}))
+    if client.protocol_version != "2026-07-28":
+        out["ping"] = dump(await client.send_ping())
+    return out
+
+
 async def sdk_scenario(client: Client, rec: Recorder, mode: str, ask: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out["tools"] = sorted((dump(t) for t in (await client.list_tools()).tools), key=lambda t: t["name"])
@@ -145,6 +166,11 @@ async def main() -> int:
         action="store_true",
         help="skip the tool that asks the client (a JSON-reply HTTP server cannot carry that request)",
     )
+    ap.add_argument(
+        "--gateway-subset",
+        action="store_true",
+        help="only what the mcp-bridge gateway carries: requests and replies (sdk peer)",
+    )
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -173,7 +199,9 @@ async def main() -> int:
             "server_info": dump(client.server_info),
             "instructions": client.instructions,
         }
-        if args.peer == "sdk":
+        if args.gateway_subset:
+            out.update(await gateway_scenario(client))
+        elif args.peer == "sdk":
             out.update(await sdk_scenario(client, rec, args.mode, ask=not args.no_server_requests))
         else:
             out.update(await everything_scenario(client, rec, args.mode))
