@@ -13,9 +13,12 @@
 //! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
 //! router/            decides, never does I/O: mod.rs (shared state), pending.rs,
 //!                    session.rs (client handshake kept for replay)
-//! upstream/          one supervisor per server: stdio.rs (child process)
+//! upstream/          one supervisor per server: stdio.rs (child process), http.rs,
+//!                    sse.rs, ws.rs, detect.rs, gateway/ (mcp-bridge WebSocket + TCP)
 //! wire/              bytes ↔ messages, no I/O: message.rs, id.rs, id_scan.rs,
-//!                    ndjson.rs, error.rs (the only place JSON-RPC errors are built)
+//!                    ndjson.rs, error.rs (the only place JSON-RPC errors are built),
+//!                    gateway/ (envelope, MCPB and legacy frame codecs)
+//! net/               tls.rs (the one rustls config builder), credentials.rs
 //! resilience/        pure state machines with injected time: backoff.rs
 //! telemetry/         logging.rs
 //! shutdown.rs        signals and the ordered drain of pending requests

@@ -31,7 +31,9 @@ fn nothing_to_route_to_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("no servers are configured") && err.contains("mcp-router --"),
+        err.contains("no servers and no gateway are configured")
+            && err.contains("mcp-router --")
+            && err.contains("--gateway"),
         "{err}"
     );
     assert!(out.stdout.is_empty(), "nothing but protocol on stdout");
@@ -165,19 +167,22 @@ fn running_with_a_feature_not_built_says_so() {
     let path = dir.path().join("gw.yaml");
     std::fs::write(
         &path,
-        "servers:\n  - { name: remote, url: \"tcps://example.com:8444\" }\n",
+        "gateway:\n  url: wss://gw.example.com\n  auth:\n    token_secure_key: gw-token\n",
     )
     .unwrap();
     let out = Command::new(router_bin())
         .current_dir(dir.path())
         .env("HOME", dir.path())
+        .env_remove("MCP_AUTH_TOKEN")
         .args(["--config", path.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("server 'remote'") && err.contains("does not support yet"),
+        err.contains("token_secure_key")
+            && err.contains("secure token store is not available")
+            && err.contains("token_env"),
         "{err}"
     );
 }

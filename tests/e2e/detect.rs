@@ -118,7 +118,7 @@ fn nothing_answering_is_one_clear_error_naming_each_candidate() {
     let cfg = config(
         dir.path(),
         &["no-such-mcp-server-xyz".into(), dead.clone()],
-        "gateway",
+        "none",
     );
     let out = Command::new(router_bin())
         .args(["--config", cfg.to_str().unwrap()])
@@ -134,8 +134,17 @@ fn nothing_answering_is_one_clear_error_naming_each_candidate() {
             && err.contains(&dead),
         "{err}"
     );
+    // With `fallback: gateway` and no gateway configured, the configuration says so.
+    let cfg = config(dir.path(), &[dead.clone()], "gateway");
+    let out = Command::new(router_bin())
+        .args(["--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("fallback: gateway") && err.contains("no gateway client yet"),
+        err.contains("no gateway is configured: set gateway.url"),
         "{err}"
     );
 }
