@@ -135,7 +135,7 @@ fn nothing_answering_is_one_clear_error_naming_each_candidate() {
         "{err}"
     );
     // With `fallback: gateway` and no gateway configured, the configuration says so.
-    let cfg = config(dir.path(), &[dead.clone()], "gateway");
+    let cfg = config(dir.path(), std::slice::from_ref(&dead), "gateway");
     let out = Command::new(router_bin())
         .args(["--config", cfg.to_str().unwrap()])
         .stdin(Stdio::null())
