@@ -46,6 +46,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Go's net package turns Nagle off on every TCP connection; the gateway inherits that.
+        let _ = tcp.set_nodelay(true);
         let (tls, shared) = (tls.clone(), shared.clone());
         tokio::spawn(async move {
             let label = shared.label("tcp", peer);
