@@ -153,6 +153,18 @@ pub static ENV_VARS: &[EnvVar] = &[
         "fall back to other endpoints/protocols",
     ),
     row(
+        "MCP_GATEWAY_FRAMING",
+        "gateway.framing",
+        Kind::Str,
+        "TCP framing: mcpb (the gateway's) or legacy (the Go router's 16-byte header)",
+    ),
+    row(
+        "MCP_GATEWAY_TCP_NOTIFICATIONS",
+        "gateway.tcp_notifications",
+        Kind::Bool,
+        "send client notifications over the TCP protocol",
+    ),
+    row(
         "MCP_GATEWAY_AUTH_TYPE",
         "gateway.auth.type",
         Kind::Str,

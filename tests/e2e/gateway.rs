@@ -54,6 +54,11 @@ fn token_file(dir: &Path) -> PathBuf {
 
 /// The scenario directly against the SDK server, and through router + gateway.
 fn same_through_gateway(py: &Path, mode: &str, config: &Path) {
+    same_through_gateway_env(py, mode, config, &[]);
+}
+
+/// The same, with `env` (`NAME=value`) set for the router only.
+fn same_through_gateway_env(py: &Path, mode: &str, config: &Path, env: &[&str]) {
     let direct_args = vec![
         "--gateway-subset".to_owned(),
         "--".into(),
@@ -63,13 +68,16 @@ fn same_through_gateway(py: &Path, mode: &str, config: &Path) {
         "stdio".into(),
     ];
     let direct = run_scenario(py, mode, "sdk", &direct_args, "direct");
-    let routed_args = vec![
-        "--gateway-subset".to_owned(),
-        "--".into(),
+    let mut routed_args = vec!["--gateway-subset".to_owned(), "--".into()];
+    if !env.is_empty() {
+        routed_args.push("env".into());
+        routed_args.extend(env.iter().map(|e| e.to_string()));
+    }
+    routed_args.extend([
         router_bin().display().to_string(),
         "--config".into(),
         config.display().to_string(),
-    ];
+    ]);
     let routed = run_scenario(py, mode, "sdk", &routed_args, "router → gateway");
     assert_same(mode, "sdk", &direct, &routed);
 }
@@ -866,4 +874,169 @@ fn server_with_fallback_gateway_uses_the_gateway_when_no_candidate_answers() {
     );
     assert!(r.stderr().contains("fallback: gateway"));
     r.finish_ok();
+}
+
+#[test]
+fn python_sdk_through_gateway_mtls_and_oauth2() {
+    let Some(py) = sdk_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let gw = gateway(
+        &sdk_backend(&py),
+        &[
+            "--tcp",
+            "127.0.0.1:0",
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pki.server_key.to_str().unwrap(),
+            "--client-ca",
+            pki.ca.to_str().unwrap(),
+        ],
+    );
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "gateway:\n  url: {}\n  auth:\n    type: mtls\n    client_cert: {}\n    client_key: {}\n  tls:\n    ca_cert_path: {}\n",
+            gw.tcps_url(),
+            pki.client_cert.display(),
+            pki.client_key.display(),
+            pki.ca.display()
+        ),
+    );
+    same_through_gateway(&py, "legacy", &cfg);
+
+    let gw = gateway(
+        &sdk_backend(&py),
+        &[
+            "--ws",
+            "127.0.0.1:0",
+            "--oauth",
+            "127.0.0.1:0",
+            "--oauth-client",
+            "router-1:cl1ent-s3cret",
+        ],
+    );
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "gateway:\n  url: {}\n  auth:\n    type: oauth2\n    client_id: router-1\n    token_endpoint: {}\n    client_secret_env: GW_SDK_CLIENT_SECRET\n",
+            gw.ws_url("/mcp"),
+            gw.token_url()
+        ),
+    );
+    same_through_gateway_env(&py, "auto", &cfg, &["GW_SDK_CLIENT_SECRET=cl1ent-s3cret"]);
+}
+
+#[test]
+fn certificate_pinning_accepts_the_pinned_key_only() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let gw = gateway(
+        &echo_backend(),
+        &[
+            "--ws",
+            "127.0.0.1:0",
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pki.server_key.to_str().unwrap(),
+        ],
+    );
+    let der = rustls::pki_types::CertificateDer::from(pki.server_der.clone());
+    let pin = mcp_router::net::tls::spki_sha256(&der).unwrap();
+    let right = base64::engine::general_purpose::STANDARD.encode(pin);
+    let wrong = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    for (pin, works) in [(right, true), (wrong, false)] {
+        let mut r = router(
+            &format!(
+                "gateway:\n  url: {}\n  tls:\n    ca_cert_path: {}\n    pinned_spki_sha256: [\"{pin}\"]\n  connection:\n    reconnect:\n      max_attempts: 1\n",
+                gw.wss_url("/"),
+                pki.ca.display()
+            ),
+            &[("MCP_AUTH_TOKEN", TOKEN)],
+            &[],
+        );
+        let v = r.request(json!(1), "ping", json!({}));
+        if works {
+            assert_eq!(v["result"], json!({}), "{v}");
+        } else {
+            let text = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(text.contains("pinned_spki_sha256"), "{v}");
+        }
+        r.finish_ok();
+    }
+}
+
+#[test]
+fn per_message_auth_puts_the_token_in_every_tcp_request() {
+    use crate::support::mcpb_peer::{frame, Framing, McpbPeer};
+    let peer = McpbPeer::start(
+        Framing::Mcpb,
+        Box::new(|_, wrapped| {
+            let req = &wrapped["message"];
+            let reply = json!({"jsonrpc":"2.0","id":req["id"],"result":{"echo":req["params"]}});
+            vec![frame(
+                Framing::Mcpb,
+                2,
+                &serde_json::to_vec(&reply).unwrap(),
+            )]
+        }),
+    );
+    let mut r = router(
+        &format!(
+            "gateway:\n  url: tcp://127.0.0.1:{}\n  auth:\n    per_message_auth: true\n",
+            peer.port
+        ),
+        &[("MCP_AUTH_TOKEN", TOKEN)],
+        &[],
+    );
+    for id in 1..=3 {
+        let v = r.request(json!(id), "tools/list", json!({"n": id}));
+        assert_eq!(v["result"]["echo"], json!({"n": id}), "{v}");
+    }
+    r.finish_ok();
+    let requests: Vec<Value> = peer
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k == 1)
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(requests.len(), 3);
+    for req in requests {
+        assert_eq!(req["auth_token"], TOKEN, "{req}");
+        assert_eq!(req["message"]["method"], "tools/list");
+    }
+}
+
+#[test]
+fn a_refusing_gateway_gets_clear_errors() {
+    for (flag, expect) in [
+        ("--refuse", "connection limit"),
+        ("--reject-auth", "refused the credentials"),
+    ] {
+        let gw = gateway(&echo_backend(), &["--ws", "127.0.0.1:0", flag]);
+        let mut r = router(
+            &format!(
+                "gateway:\n  url: {}\n  connection:\n    reconnect:\n      initial_delay_ms: 20\n      max_attempts: 2\n",
+                gw.ws_url("/")
+            ),
+            &[("MCP_AUTH_TOKEN", TOKEN)],
+            &[],
+        );
+        let v = r.request(json!(1), "ping", json!({}));
+        let text = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(expect), "{flag}: {v}");
+        assert_eq!(v["error"]["data"]["kind"], "upstream_unavailable");
+        // Later requests are answered at once with the same reason.
+        let v = r.request(json!(2), "ping", json!({}));
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(expect));
+        r.finish_ok();
+    }
 }

@@ -207,6 +207,8 @@ pub struct Pki {
     pub client_key: PathBuf,
     /// A CA that signed nothing here (for "unknown issuer").
     pub other_ca: PathBuf,
+    /// The server certificate's DER (to compute pins).
+    pub server_der: Vec<u8>,
 }
 
 pub fn pki(dir: &Path) -> Pki {
@@ -241,5 +243,6 @@ pub fn pki(dir: &Path) -> Pki {
         client_cert: write("client.pem", client.pem()),
         client_key: write("client.key", client_key.serialize_pem()),
         other_ca: write("other-ca.pem", other.pem()),
+        server_der: server.der().to_vec(),
     }
 }

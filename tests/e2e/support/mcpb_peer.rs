@@ -100,7 +100,8 @@ impl McpbPeer {
                         seen.lock().unwrap().push((kind, v.clone()));
                         // Only requests are answered (a notification has no id).
                         let is_request = v.get("id").is_some_and(|i| !i.is_null())
-                            || v["mcp_payload"].get("id").is_some_and(|i| !i.is_null());
+                            || v["mcp_payload"].get("id").is_some_and(|i| !i.is_null())
+                            || v["message"].get("id").is_some_and(|i| !i.is_null());
                         if kind != 1 || !is_request {
                             continue;
                         }
