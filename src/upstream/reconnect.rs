@@ -12,6 +12,20 @@ use crate::resilience::backoff::Backoff;
 /// A connection that stayed up this long has recovered: the backoff starts over.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
 
+/// A connection was lost: the requests it carried get one error each (they are not
+/// resent: a tool call is not safe to repeat); what is queued waits for the next one.
+pub(crate) async fn connection_lost(name: &str, reason: String, links: &Links) -> End {
+    tracing::warn!(upstream = %name, "{reason}");
+    let err = crate::wire::RouterError::new(
+        crate::wire::ErrorKind::UpstreamExited,
+        format!("{reason} before answering this request; reconnecting"),
+    );
+    for reply in links.router.upstream_down(&err) {
+        let _ = links.to_client.send(reply).await;
+    }
+    End::Lost(reason)
+}
+
 /// How one connection ended.
 pub(crate) enum End {
     Shutdown,

@@ -19,11 +19,11 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use tracing::Instrument;
 
 use super::error_chain;
-use super::reconnect::{End, Pacing};
+use super::reconnect::{connection_lost, End, Pacing};
 use super::stdio::Links;
 use crate::config::ReconnectPolicy;
 use crate::router::{Handshake, Router, UpstreamDecision};
-use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
+use crate::wire::{Id, Kind, Message};
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
 
@@ -208,15 +208,7 @@ impl SseUpstream {
             }
         };
         reader.abort();
-        tracing::warn!(upstream = %self.name, "{reason}");
-        let err = RouterError::new(
-            ErrorKind::UpstreamExited,
-            format!("{reason} before answering this request; reconnecting"),
-        );
-        for reply in links.router.upstream_down(&err) {
-            let _ = links.to_client.send(reply).await;
-        }
-        End::Lost(reason)
+        connection_lost(&self.name, reason, links).await
     }
 
     async fn replay(

@@ -25,11 +25,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
 use super::error_chain;
-use super::reconnect::{End, Pacing};
+use super::reconnect::{connection_lost, End, Pacing};
 use super::stdio::Links;
 use crate::config::ReconnectPolicy;
 use crate::router::{Router, UpstreamDecision};
-use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
+use crate::wire::{Id, Kind, Message};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -176,15 +176,7 @@ impl WsUpstream {
             }
         };
         reader.abort();
-        tracing::warn!(upstream = %self.name, "{reason}");
-        let err = RouterError::new(
-            ErrorKind::UpstreamExited,
-            format!("{reason} before answering this request; reconnecting"),
-        );
-        for reply in links.router.upstream_down(&err) {
-            let _ = links.to_client.send(reply).await;
-        }
-        End::Lost(reason)
+        connection_lost(&self.name, reason, links).await
     }
 
     /// Sends the client's `initialize` (with our own id) and `initialized` on a new

@@ -131,21 +131,17 @@ fn python_sdk_through_gateway_tls_both_protocols() {
     let Some(py) = sdk_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let gw = gateway(
-        &sdk_backend(&py),
-        &[
-            "--ws",
-            "127.0.0.1:0",
-            "--tcp",
-            "127.0.0.1:0",
-            "--token",
-            TOKEN,
-            "--tls-cert",
-            pki.server_cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server_key.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "--ws",
+        "127.0.0.1:0",
+        "--tcp",
+        "127.0.0.1:0",
+        "--token",
+        TOKEN,
+    ];
+    let tls = pki.gateway_args(false);
+    args.extend(tls.iter().map(String::as_str));
+    let gw = gateway(&sdk_backend(&py), &args);
     for url in [gw.wss_url("/"), gw.tcps_url()] {
         let cfg = write_config(
             dir.path(),
@@ -252,21 +248,10 @@ fn missing_token_stops_the_start_with_the_lookup_order() {
 fn tls_errors_say_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let gw = gateway(
-        &echo_backend(),
-        &[
-            "--ws",
-            "127.0.0.1:0",
-            "--tcp",
-            "127.0.0.1:0",
-            "--tls-cert",
-            pki.server_cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server_key.to_str().unwrap(),
-            "--client-ca",
-            pki.ca.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec!["--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0"];
+    let tls = pki.gateway_args(true);
+    args.extend(tls.iter().map(String::as_str));
+    let gw = gateway(&echo_backend(), &args);
     // 1. No CA configured: unknown issuer.
     let mut r = router(
         &format!(
@@ -881,19 +866,10 @@ fn python_sdk_through_gateway_mtls_and_oauth2() {
     let Some(py) = sdk_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let gw = gateway(
-        &sdk_backend(&py),
-        &[
-            "--tcp",
-            "127.0.0.1:0",
-            "--tls-cert",
-            pki.server_cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server_key.to_str().unwrap(),
-            "--client-ca",
-            pki.ca.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec!["--tcp", "127.0.0.1:0"];
+    let tls = pki.gateway_args(true);
+    args.extend(tls.iter().map(String::as_str));
+    let gw = gateway(&sdk_backend(&py), &args);
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -933,17 +909,10 @@ fn certificate_pinning_accepts_the_pinned_key_only() {
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
-    let gw = gateway(
-        &echo_backend(),
-        &[
-            "--ws",
-            "127.0.0.1:0",
-            "--tls-cert",
-            pki.server_cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server_key.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec!["--ws", "127.0.0.1:0"];
+    let tls = pki.gateway_args(false);
+    args.extend(tls.iter().map(String::as_str));
+    let gw = gateway(&echo_backend(), &args);
     let der = rustls::pki_types::CertificateDer::from(pki.server_der.clone());
     let pin = mcp_router::net::tls::spki_sha256(&der).unwrap();
     let right = base64::engine::general_purpose::STANDARD.encode(pin);

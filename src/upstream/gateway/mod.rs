@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::reconnect::{End, Pacing};
+use super::reconnect::{connection_lost, End, Pacing};
 use super::stdio::Links;
 use crate::auth::GatewayAuth;
 use crate::config::{ReconnectPolicy, Secret};
@@ -392,15 +392,7 @@ impl GatewayUpstream {
             }
         };
         reader.abort();
-        tracing::warn!(upstream = %self.name, "{reason}");
-        let err = RouterError::new(
-            ErrorKind::UpstreamExited,
-            format!("{reason} before answering this request; reconnecting"),
-        );
-        for reply in links.router.upstream_down(&err) {
-            let _ = links.to_client.send(reply).await;
-        }
-        End::Lost(reason)
+        connection_lost(&self.name, reason, links).await
     }
 
     /// The client's `initialize` (under our own id) and `initialized` on a new connection;

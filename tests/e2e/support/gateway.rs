@@ -48,21 +48,7 @@ impl GatewayProc {
             .expect("start mcp-test-gateway");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut buf = String::new();
-            while let Ok(n) = r.read_line(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if std::env::var_os("E2E_ECHO_STDERR").is_some() {
-                    eprint!("[gateway] {buf}");
-                }
-                sink.lock().unwrap().push_str(&buf);
-                buf.clear();
-            }
-        });
+        capture_stderr(stderr, log.clone(), "gateway");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -209,6 +195,22 @@ pub struct Pki {
     pub other_ca: PathBuf,
     /// The server certificate's DER (to compute pins).
     pub server_der: Vec<u8>,
+}
+
+impl Pki {
+    /// The gateway's TLS flags (`mtls`: also require client certificates from our CA).
+    pub fn gateway_args(&self, mtls: bool) -> Vec<String> {
+        let mut args = vec![
+            "--tls-cert".to_owned(),
+            self.server_cert.display().to_string(),
+            "--tls-key".to_owned(),
+            self.server_key.display().to_string(),
+        ];
+        if mtls {
+            args.extend(["--client-ca".to_owned(), self.ca.display().to_string()]);
+        }
+        args
+    }
 }
 
 pub fn pki(dir: &Path) -> Pki {

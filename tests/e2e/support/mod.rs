@@ -128,21 +128,7 @@ impl RouterProc {
             }
         });
         let err_buf = Arc::new(Mutex::new(String::new()));
-        let sink = err_buf.clone();
-        thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut buf = String::new();
-            while let Ok(n) = r.read_line(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if std::env::var_os("E2E_ECHO_STDERR").is_some() {
-                    eprint!("[router] {buf}");
-                }
-                sink.lock().unwrap().push_str(&buf);
-                buf.clear();
-            }
-        });
+        capture_stderr(stderr, err_buf.clone(), "router");
         RouterProc {
             stdin: child.stdin.take(),
             child,
@@ -260,6 +246,28 @@ impl Drop for RouterProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Collects a child's stderr into `sink` (echoed with `[prefix]` when E2E_ECHO_STDERR is set).
+pub fn capture_stderr(
+    stderr: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    prefix: &'static str,
+) {
+    thread::spawn(move || {
+        let mut r = BufReader::new(stderr);
+        let mut buf = String::new();
+        while let Ok(n) = r.read_line(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if std::env::var_os("E2E_ECHO_STDERR").is_some() {
+                eprint!("[{prefix}] {buf}");
+            }
+            sink.lock().unwrap().push_str(&buf);
+            buf.clear();
+        }
+    });
 }
 
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
