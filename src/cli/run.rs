@@ -51,6 +51,7 @@ impl Target {
             Detected::StreamableHttp(url) => Target::Http(url),
             Detected::Sse(url) => Target::Sse(url),
             Detected::WebSocket(url) => Target::Ws(url),
+            Detected::Tcp(url) => Target::Tcp(url),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Protocol auto-detection for `auto_detect: true` servers: which of the `candidates`
-//! (command lines, `ws(s)://`, `http(s)://` URLs) is there, and over which transport.
+//! (command lines, `ws(s)://`, `http(s)://`, `tcp(s)://` URLs) is there, and over which
+//! transport.
 //!
 //! Probes are passive — the router never speaks MCP before the client does — so no
 //! candidate sees an `initialize` it did not get from the client, and no client message is
@@ -28,6 +29,8 @@ pub enum Detected {
     StreamableHttp(String),
     Sse(String),
     WebSocket(String),
+    /// The TCP binary framing (`tcp://`, `tcps://`, `tcp+tls://`).
+    Tcp(String),
 }
 
 impl Detected {
@@ -37,6 +40,7 @@ impl Detected {
             Detected::StreamableHttp(_) => "http",
             Detected::Sse(_) => "sse",
             Detected::WebSocket(_) => "websocket",
+            Detected::Tcp(_) => "tcp",
         }
     }
 }
@@ -98,6 +102,7 @@ async fn probe(p: &Probe<'_>, candidate: &str) -> Result<Detected, String> {
         match scheme {
             Some("ws" | "wss") => probe_ws(candidate, p).await,
             Some("http" | "https") => probe_http(candidate, p).await,
+            Some("tcp" | "tcps" | "tcp+tls") => probe_tcp(candidate, p).await,
             Some(other) if !other.contains(' ') => Err(format!("unknown scheme '{other}'")),
             _ => probe_command(candidate),
         }
@@ -159,6 +164,24 @@ async fn probe_ws(url: &str, p: &Probe<'_>) -> Result<Detected, String> {
     .map_err(|e| error_chain(&e))?;
     let _ = socket.close(None).await;
     Ok(Detected::WebSocket(url.to_owned()))
+}
+
+/// A TCP connection (and the TLS handshake, for `tcps`) that succeeds; nothing is sent.
+async fn probe_tcp(url: &str, p: &Probe<'_>) -> Result<Detected, String> {
+    let ep = super::gateway::endpoints::Endpoint::parse(url)?;
+    let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    if ep.tls {
+        let config = crate::net::tls::client_config(p.tls, &[])?;
+        let name = rustls::pki_types::ServerName::try_from(ep.host.clone())
+            .map_err(|_| format!("'{}' is not a valid TLS server name", ep.host))?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {}", error_chain(&e)))?;
+    }
+    Ok(Detected::Tcp(url.to_owned()))
 }
 
 async fn probe_http(url: &str, p: &Probe<'_>) -> Result<Detected, String> {

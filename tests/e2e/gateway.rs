@@ -1009,3 +1009,29 @@ fn a_refusing_gateway_gets_clear_errors() {
         r.finish_ok();
     }
 }
+
+#[test]
+fn auto_detection_finds_a_tcp_binary_server() {
+    use crate::support::mcpb_peer::{echo_reply, Framing, McpbPeer};
+    let peer = McpbPeer::start(
+        Framing::Mcpb,
+        Box::new(|_, req| vec![echo_reply(Framing::Mcpb, req)]),
+    );
+    let mut r = router(
+        &format!(
+            "servers:\n  - name: auto\n    auto_detect: true\n    candidates: [\"ws://127.0.0.1:{}/\", \"tcp://127.0.0.1:{}\"]\ndirect_clients:\n  auto_detection:\n    timeout: 1s\n    cache_results: false\n",
+            free_port(),
+            peer.port
+        ),
+        &[],
+        &[],
+    );
+    let v = r.request(json!(1), "tools/list", json!({"x": 1}));
+    assert_eq!(v["result"]["echo"], json!({"x": 1}), "{v}");
+    assert!(
+        r.stderr().contains("kind=tcp") || r.stderr().contains("kind=\"tcp\""),
+        "{}",
+        r.stderr()
+    );
+    r.finish_ok();
+}

@@ -333,11 +333,19 @@ impl GatewayUpstream {
             .instrument(tracing::info_span!("gateway_reader", upstream = %self.name)),
         );
         let mut reader = std::pin::pin!(reader);
+        // An OAuth2 token is renewed before it expires, off the message path (a slow token
+        // endpoint must not hold up writes); envelopes then carry the current one.
+        let (token_tx, mut token_rx) = tokio::sync::watch::channel(None);
+        let renewer = links.tracker.spawn(renew_token(
+            self.auth.clone(),
+            self.keepalive_interval,
+            token_tx,
+        ));
         let mut out = Out {
             up: self,
             writer: &mut writer,
             in_flight: &in_flight,
-            token: token.as_deref(),
+            token,
             notifications,
             said,
             to_client: &links.to_client,
@@ -361,6 +369,7 @@ impl GatewayUpstream {
                 _ = links.shutdown.cancelled() => {
                     out.writer.close().await;
                     reader.abort();
+                    renewer.abort();
                     return End::Shutdown;
                 }
                 r = &mut reader => {
@@ -372,9 +381,13 @@ impl GatewayUpstream {
                 _ = keepalive.tick() => {
                     result = out.writer.keepalive().await;
                 }
+                Ok(()) = token_rx.changed() => {
+                    out.token = token_rx.borrow_and_update().as_ref().map(|t| t.expose().to_owned());
+                }
                 msg = links.from_router.recv() => {
                     let Some(msg) = msg else {
                         reader.abort();
+                        renewer.abort();
                         return End::Shutdown;
                     };
                     result = async {
@@ -392,6 +405,7 @@ impl GatewayUpstream {
             }
         };
         reader.abort();
+        renewer.abort();
         connection_lost(&self.name, reason, links).await
     }
 
@@ -444,7 +458,7 @@ struct Out<'a> {
     up: &'a GatewayUpstream,
     writer: &'a mut Writer,
     in_flight: &'a InFlight,
-    token: Option<&'a str>,
+    token: Option<String>,
     notifications: bool,
     said: &'a Said,
     to_client: &'a tokio::sync::mpsc::Sender<Bytes>,
@@ -492,7 +506,7 @@ impl Out<'_> {
         if let Some(id) = &request_id {
             lock(self.in_flight).insert(id.clone());
         }
-        match self.writer.feed(&msg, self.token).await {
+        match self.writer.feed(&msg, self.token.as_deref()).await {
             Ok(()) => Ok(()),
             Err(SendError::Io(e)) => Err(e),
             Err(SendError::TooLarge(text)) => {
@@ -505,6 +519,40 @@ impl Out<'_> {
                     }
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+/// Asks for the current token every `every` (a cached token costs nothing; one near
+/// expiry is fetched here) and publishes changes. Ends when the connection does.
+async fn renew_token(
+    auth: Option<Arc<GatewayAuth>>,
+    every: Duration,
+    tx: tokio::sync::watch::Sender<Option<Secret>>,
+) {
+    // Bearer tokens and certificates do not change: nothing to renew (dropping `tx`
+    // disables the writer's branch).
+    let Some(auth) = auth.filter(|a| matches!(**a, GatewayAuth::OAuth2(_))) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match auth.token().await {
+            Ok(Some(fresh)) => {
+                tx.send_if_modified(|cur| {
+                    let changed = cur.as_ref().map(Secret::expose) != Some(fresh.expose());
+                    if changed {
+                        *cur = Some(fresh);
+                    }
+                    changed
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("renewing the OAuth2 token failed (the next connect retries): {e}")
             }
         }
     }
