@@ -112,6 +112,35 @@ pub(crate) async fn give_up(links: &stdio::Links, text: String) {
     }
 }
 
+/// The id a connection-based upstream (WebSocket, SSE, gateway) gives the replayed
+/// `initialize`, so its reply can be told apart and swallowed.
+pub(crate) fn replay_id() -> crate::wire::Id {
+    crate::wire::Id::router_owned("mcp-router-replay")
+}
+
+/// While a handshake is replayed on a new connection: `Some(outcome)` when `bytes` is the
+/// reply to the replayed `initialize` (`id`), `None` for anything else (dropped: the
+/// client has no requests on the new connection yet).
+pub(crate) fn replay_reply(
+    id: &crate::wire::Id,
+    bytes: bytes::Bytes,
+) -> Option<Result<(), String>> {
+    let msg = crate::wire::Message::parse(bytes).ok()?;
+    (msg.kind() == crate::wire::Kind::Response && msg.id() == Some(id)).then(|| {
+        replay_outcome(&msg).map_err(|e| format!("the server refused the replayed initialize: {e}"))
+    })
+}
+
+/// Waits (up to `timeout`) for `wait`, the search for the replayed `initialize`'s reply.
+pub(crate) async fn await_replay(
+    timeout: std::time::Duration,
+    wait: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(timeout, wait)
+        .await
+        .map_err(|_| "no answer to the replayed initialize".to_owned())?
+}
+
 /// Whether the server accepted a replayed `initialize`: its reply's `error` member, if any.
 /// Parsed (not searched for), so a result that merely mentions "error" is not a refusal.
 pub(crate) fn replay_outcome(reply: &crate::wire::Message) -> Result<(), String> {

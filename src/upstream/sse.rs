@@ -23,7 +23,7 @@ use super::reconnect::{connection_lost, End, Pacing};
 use super::stdio::Links;
 use crate::config::ReconnectPolicy;
 use crate::router::{Handshake, Router, UpstreamDecision};
-use crate::wire::{Id, Kind, Message};
+use crate::wire::Message;
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
 
@@ -217,7 +217,7 @@ impl SseUpstream {
         session: &mut Session,
         hs: Handshake,
     ) -> Result<(), String> {
-        let id = Id::router_owned("mcp-router-replay");
+        let id = super::replay_id();
         self.post(
             http,
             &session.endpoint,
@@ -227,19 +227,13 @@ impl SseUpstream {
         let wait = async {
             while let Some(event) = session.events.next().await {
                 let event = event.map_err(|e| format!("the SSE stream broke: {e}"))?;
-                let Ok(msg) = Message::parse(Bytes::from(event.data)) else {
-                    continue;
-                };
-                if msg.kind() == Kind::Response && msg.id() == Some(&id) {
-                    return super::replay_outcome(&msg)
-                        .map_err(|e| format!("the server refused the replayed initialize: {e}"));
+                if let Some(outcome) = super::replay_reply(&id, Bytes::from(event.data)) {
+                    return outcome;
                 }
             }
             Err("the stream ended during the replay".to_owned())
         };
-        tokio::time::timeout(self.request_timeout, wait)
-            .await
-            .map_err(|_| "no answer to the replayed initialize".to_owned())??;
+        super::await_replay(self.request_timeout, wait).await?;
         if let Some(initialized) = hs.initialized {
             self.post(http, &session.endpoint, initialized.into_raw())
                 .await?;

@@ -29,7 +29,7 @@ use super::reconnect::{connection_lost, End, Pacing};
 use super::stdio::Links;
 use crate::config::ReconnectPolicy;
 use crate::router::{Router, UpstreamDecision};
-use crate::wire::{Id, Kind, Message};
+use crate::wire::Message;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -188,7 +188,7 @@ impl WsUpstream {
         stream: &mut SplitStream<Socket>,
         hs: crate::router::Handshake,
     ) -> Result<(), String> {
-        let id = Id::router_owned("mcp-router-replay");
+        let id = super::replay_id();
         let init = hs.initialize.with_id(&id);
         sink.send(text_frame(init.into_raw())?)
             .await
@@ -198,19 +198,13 @@ impl WsUpstream {
                 let Ok(Frame::Text(text)) = frame else {
                     continue;
                 };
-                let Ok(msg) = Message::parse(Bytes::from(text.as_str().to_owned())) else {
-                    continue;
-                };
-                if msg.kind() == Kind::Response && msg.id() == Some(&id) {
-                    return super::replay_outcome(&msg)
-                        .map_err(|e| format!("the server refused the replayed initialize: {e}"));
+                if let Some(outcome) = super::replay_reply(&id, Bytes::from(text)) {
+                    return outcome;
                 }
             }
             Err("the connection closed during the replay".to_owned())
         };
-        tokio::time::timeout(self.request_timeout, wait)
-            .await
-            .map_err(|_| "no answer to the replayed initialize".to_owned())??;
+        super::await_replay(self.request_timeout, wait).await?;
         if let Some(initialized) = hs.initialized {
             sink.send(text_frame(initialized.into_raw())?)
                 .await

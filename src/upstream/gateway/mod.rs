@@ -412,7 +412,7 @@ impl GatewayUpstream {
     /// The client's `initialize` (under our own id) and `initialized` on a new connection;
     /// the reply is swallowed.
     async fn replay(&self, link: &mut Link, hs: crate::router::Handshake) -> Result<(), String> {
-        let id = Id::router_owned("mcp-router-replay");
+        let id = super::replay_id();
         let init = hs.initialize.with_id(&id);
         let token = link.token.as_ref().map(|t| t.expose().to_owned());
         feed_or_fail(&mut link.writer, &init, token.as_deref()).await?;
@@ -424,21 +424,14 @@ impl GatewayUpstream {
                         return Err(format!("the connection {why} during the replay"))
                     }
                     Inbound::Message(bytes) => {
-                        let Ok(msg) = Message::parse(bytes) else {
-                            continue;
-                        };
-                        if msg.kind() == Kind::Response && msg.id() == Some(&id) {
-                            return super::replay_outcome(&msg).map_err(|e| {
-                                format!("the server refused the replayed initialize: {e}")
-                            });
+                        if let Some(outcome) = super::replay_reply(&id, bytes) {
+                            return outcome;
                         }
                     }
                 }
             }
         };
-        tokio::time::timeout(self.request_timeout, wait)
-            .await
-            .map_err(|_| "no answer to the replayed initialize".to_owned())??;
+        super::await_replay(self.request_timeout, wait).await?;
         if let (Some(initialized), true) = (hs.initialized, link.notifications) {
             feed_or_fail(&mut link.writer, &initialized, token.as_deref()).await?;
             link.writer.flush().await?;
