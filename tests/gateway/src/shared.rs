@@ -41,6 +41,33 @@ impl Shared {
         format!("{kind}#{n} {peer}")
     }
 
+    /// The next accepted connection, Nagle off, or `None` once shutdown was requested.
+    /// Accept errors (e.g. out of file descriptors) are logged and retried.
+    pub async fn next_connection(
+        &self,
+        listener: &tokio::net::TcpListener,
+        kind: &str,
+    ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutting_down() => return None,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    // Go's net package turns Nagle off on every TCP connection; the gateway
+                    // inherits that.
+                    let _ = tcp.set_nodelay(true);
+                    return Some((tcp, peer));
+                }
+                Err(e) => {
+                    eprintln!("[gw] {kind}: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
     /// Resolves once shutdown (SIGTERM) was requested.
     pub async fn shutting_down(&self) {
         let mut rx = self.shutdown.clone();

@@ -33,21 +33,7 @@ pub async fn serve(
     mode: TcpMode,
     shared: Arc<Shared>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.shutting_down() => return,
-            a = listener.accept() => a,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("[gw] tcp: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Go's net package turns Nagle off on every TCP connection; the gateway inherits that.
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer)) = shared.next_connection(&listener, "tcp").await {
         let (tls, shared) = (tls.clone(), shared.clone());
         tokio::spawn(async move {
             let label = shared.label("tcp", peer);

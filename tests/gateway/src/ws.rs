@@ -45,21 +45,7 @@ pub async fn serve(
     settings: Arc<WsSettings>,
     shared: Arc<Shared>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.shutting_down() => return,
-            a = listener.accept() => a,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("[gw] ws: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Go's net package turns Nagle off on every TCP connection; the gateway inherits that.
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer)) = shared.next_connection(&listener, "ws").await {
         let (tls, settings, shared) = (tls.clone(), settings.clone(), shared.clone());
         tokio::spawn(async move {
             let label = shared.label("ws", peer);
