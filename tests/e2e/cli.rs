@@ -22,21 +22,18 @@ fn version_prints_the_original_format_plus_target() {
 #[test]
 fn nothing_to_route_to_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(router_bin())
-        .current_dir(dir.path())
-        .env("HOME", dir.path())
-        .env_remove("MCP_ROUTER_CONFIG")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_error(
+        Command::new(router_bin())
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("MCP_ROUTER_CONFIG"),
+    );
     assert!(
         err.contains("no servers and no gateway are configured")
             && err.contains("mcp-router --")
             && err.contains("--gateway"),
         "{err}"
     );
-    assert!(out.stdout.is_empty(), "nothing but protocol on stdout");
 }
 
 /// `mcp-router config check` in a clean directory with only `env` set.
@@ -170,15 +167,13 @@ fn running_with_a_feature_not_built_says_so() {
         "gateway:\n  url: wss://gw.example.com\n  auth:\n    token_secure_key: gw-token\n",
     )
     .unwrap();
-    let out = Command::new(router_bin())
-        .current_dir(dir.path())
-        .env("HOME", dir.path())
-        .env_remove("MCP_AUTH_TOKEN")
-        .args(["--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_error(
+        Command::new(router_bin())
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("MCP_AUTH_TOKEN")
+            .args(["--config", path.to_str().unwrap()]),
+    );
     assert!(
         err.contains("token_secure_key")
             && err.contains("secure token store is not available")

@@ -3,7 +3,7 @@
 //! caches the choice for the next start, and says clearly when nothing answers.
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -120,14 +120,11 @@ fn nothing_answering_is_one_clear_error_naming_each_candidate() {
         &["no-such-mcp-server-xyz".into(), dead.clone()],
         "none",
     );
-    let out = Command::new(router_bin())
-        .args(["--config", cfg.to_str().unwrap()])
-        .env("XDG_CACHE_HOME", dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_error(
+        Command::new(router_bin())
+            .args(["--config", cfg.to_str().unwrap()])
+            .env("XDG_CACHE_HOME", dir.path()),
+    );
     assert!(
         err.contains("no candidate answered")
             && err.contains("no-such-mcp-server-xyz")
@@ -136,13 +133,7 @@ fn nothing_answering_is_one_clear_error_naming_each_candidate() {
     );
     // With `fallback: gateway` and no gateway configured, the configuration says so.
     let cfg = config(dir.path(), std::slice::from_ref(&dead), "gateway");
-    let out = Command::new(router_bin())
-        .args(["--config", cfg.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_error(Command::new(router_bin()).args(["--config", cfg.to_str().unwrap()]));
     assert!(
         err.contains("no gateway is configured: set gateway.url"),
         "{err}"

@@ -940,18 +940,10 @@ fn certificate_pinning_accepts_the_pinned_key_only() {
 
 #[test]
 fn per_message_auth_puts_the_token_in_every_tcp_request() {
-    use crate::support::mcpb_peer::{frame, Framing, McpbPeer};
+    use crate::support::mcpb_peer::{echo_reply, Framing, McpbPeer};
     let peer = McpbPeer::start(
         Framing::Mcpb,
-        Box::new(|_, wrapped| {
-            let req = &wrapped["message"];
-            let reply = json!({"jsonrpc":"2.0","id":req["id"],"result":{"echo":req["params"]}});
-            vec![frame(
-                Framing::Mcpb,
-                2,
-                &serde_json::to_vec(&reply).unwrap(),
-            )]
-        }),
+        Box::new(|_, wrapped| vec![echo_reply(Framing::Mcpb, &wrapped["message"])]),
     );
     let mut r = router(
         &format!(

@@ -2,7 +2,7 @@
 //! `tls.ca_cert_path`, an untrusted certificate refused with a clear error, the bearer
 //! token sent on every request (HTTPS and WSS) and never written to the log.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::json;
 
@@ -176,19 +176,16 @@ fn wss_with_a_private_ca_and_a_bearer_token_from_the_environment() {
 
 #[test]
 fn a_missing_token_variable_stops_the_start_with_its_name() {
-    let out = Command::new(router_bin())
-        .args([
-            "--bearer-env",
-            "NO_SUCH_TOKEN_VAR",
-            "--",
-            "https://127.0.0.1:9/mcp",
-        ])
-        .env_remove("NO_SUCH_TOKEN_VAR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_error(
+        Command::new(router_bin())
+            .args([
+                "--bearer-env",
+                "NO_SUCH_TOKEN_VAR",
+                "--",
+                "https://127.0.0.1:9/mcp",
+            ])
+            .env_remove("NO_SUCH_TOKEN_VAR"),
+    );
     assert!(
         err.contains("auth.token_env names NO_SUCH_TOKEN_VAR, which is not set"),
         "{err}"

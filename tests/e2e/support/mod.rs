@@ -270,6 +270,16 @@ pub fn capture_stderr(
     });
 }
 
+/// Runs a router that must refuse to start: exit code 1, nothing on stdout (the
+/// protocol channel); returns what it said on stderr.
+pub fn start_error(cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().expect("run mcp-router");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "nothing but protocol on stdout");
+    err
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
