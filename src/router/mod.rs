@@ -32,9 +32,11 @@ pub struct Limits {
 
 /// A message for the upstream, stamped with the incarnation it was meant for: if that
 /// incarnation died before the write, the request was already failed and must not be sent.
+/// It carries the message as parsed once at the edge, so transports that need its id or
+/// method (HTTP, the gateway envelope) never parse it again; `msg.raw()` is the bytes.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub bytes: Bytes,
+    pub msg: Message,
     pub gen: u64,
 }
 
@@ -73,7 +75,7 @@ struct State {
     session: Session,
     link: Link,
     gen: u64,
-    outbox: VecDeque<(Option<Id>, Bytes)>,
+    outbox: VecDeque<(Option<Id>, Message)>,
     shutting_down: bool,
 }
 
@@ -130,10 +132,7 @@ impl Router {
             Kind::Batch => self.client_batch(&mut st, msg, now),
             Kind::Notification => self.client_notification(&mut st, msg),
             Kind::Response => match st.link {
-                Link::Up => ClientDecision::Forward(Outgoing {
-                    bytes: msg.into_raw(),
-                    gen: st.gen,
-                }),
+                Link::Up => ClientDecision::Forward(Outgoing { msg, gen: st.gen }),
                 _ => {
                     // The server that asked is gone; a new one never asked.
                     tracing::debug!(upstream = %self.upstream, id = ?msg.id(), "dropping client response: upstream restarted since it asked");
@@ -160,17 +159,14 @@ impl Router {
             Link::Up => {
                 let gen = st.gen;
                 self.track(st, id, method, now, Stage::Sent { gen });
-                ClientDecision::Forward(Outgoing {
-                    bytes: msg.into_raw(),
-                    gen,
-                })
+                ClientDecision::Forward(Outgoing { msg, gen })
             }
             Link::Down => {
                 if st.outbox.len() >= self.limits.max_queued_requests {
                     return ClientDecision::Reply(queue_full(self.limits.max_queued_requests, &id));
                 }
                 self.track(st, id.clone(), method, now, Stage::Queued);
-                st.outbox.push_back((Some(id), msg.into_raw()));
+                st.outbox.push_back((Some(id), msg));
                 ClientDecision::Queued
             }
         }
@@ -212,10 +208,7 @@ impl Router {
                 for (id, method) in ids {
                     self.track(st, id, method, now, Stage::Sent { gen });
                 }
-                ClientDecision::Forward(Outgoing {
-                    bytes: msg.into_raw(),
-                    gen,
-                })
+                ClientDecision::Forward(Outgoing { msg, gen })
             }
             Link::Down => {
                 if st.outbox.len() >= self.limits.max_queued_requests {
@@ -228,7 +221,7 @@ impl Router {
                 for (id, method) in ids {
                     self.track(st, id, method, now, Stage::Queued);
                 }
-                st.outbox.push_back((None, msg.into_raw()));
+                st.outbox.push_back((None, msg));
                 ClientDecision::Queued
             }
         }
@@ -255,16 +248,13 @@ impl Router {
             }
         }
         match &st.link {
-            Link::Up => ClientDecision::Forward(Outgoing {
-                bytes: msg.into_raw(),
-                gen: st.gen,
-            }),
+            Link::Up => ClientDecision::Forward(Outgoing { msg, gen: st.gen }),
             Link::Down => {
                 if msg.method() == Some("notifications/initialized") {
                     // Replayed from the session once the upstream is up; queueing it too
                     // would send it twice.
                     if st.session.handshake().is_none() {
-                        st.outbox.push_back((None, msg.into_raw()));
+                        st.outbox.push_back((None, msg));
                     }
                     return ClientDecision::Queued;
                 }
@@ -272,7 +262,7 @@ impl Router {
                     tracing::warn!(upstream = %self.upstream, method = ?msg.method(), "queue full: dropping client notification");
                     return ClientDecision::Drop;
                 }
-                st.outbox.push_back((None, msg.into_raw()));
+                st.outbox.push_back((None, msg));
                 ClientDecision::Queued
             }
             Link::Failed(_) => ClientDecision::Drop,
@@ -361,10 +351,12 @@ impl Router {
                 }
                 Stage::Sent { gen } => {
                     if gen == st.gen && matches!(st.link, Link::Up) {
-                        cancels.push(Outgoing {
-                            bytes: cancelled_notification(&id, "request timed out in mcp-router"),
-                            gen,
-                        });
+                        // Built here, so it always parses; a failure would only lose the
+                        // courtesy notice, never the client's error reply.
+                        let notice = cancelled_notification(&id, "request timed out in mcp-router");
+                        if let Ok(msg) = Message::parse(notice) {
+                            cancels.push(Outgoing { msg, gen });
+                        }
                     }
                     format!("request timeout after {}", fmt_secs(secs))
                 }
@@ -386,11 +378,11 @@ impl Router {
     }
 
     /// The upstream is ready: returns its incarnation and what waited for it, in order.
-    pub fn upstream_up(&self) -> (u64, Vec<Bytes>) {
+    pub fn upstream_up(&self) -> (u64, Vec<Message>) {
         let mut st = self.lock();
         st.link = Link::Up;
         let gen = st.gen;
-        let queued: Vec<(Option<Id>, Bytes)> = st.outbox.drain(..).collect();
+        let queued: Vec<(Option<Id>, Message)> = st.outbox.drain(..).collect();
         for (id, _) in &queued {
             if let Some(id) = id {
                 st.pending.set_stage(id, Stage::Sent { gen });
@@ -398,7 +390,7 @@ impl Router {
         }
         // Batch members are queued under one outbox entry without an id.
         st.pending.restage(Stage::Queued, Stage::Sent { gen });
-        (gen, queued.into_iter().map(|(_, b)| b).collect())
+        (gen, queued.into_iter().map(|(_, m)| m).collect())
     }
 
     /// The upstream went away: fail what it had, keep what is queued for the next one.

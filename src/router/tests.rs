@@ -47,7 +47,7 @@ fn requests_queue_while_down_and_flush_in_order_when_up() {
     assert_eq!(gen, 0);
     let methods: Vec<String> = queued
         .iter()
-        .map(|b| json(b)["method"].as_str().unwrap().to_owned())
+        .map(|b| json(b.raw())["method"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         methods,
@@ -99,7 +99,7 @@ fn timeout_answers_client_and_cancels_upstream_then_drops_late_reply() {
     let v = json(&replies[0]);
     assert_eq!(v["error"]["message"], "request timeout after 30s");
     assert_eq!(v["error"]["data"]["kind"], "timeout");
-    assert_eq!(json(&cancels[0].bytes)["params"]["requestId"], 1);
+    assert_eq!(json(cancels[0].msg.raw())["params"]["requestId"], 1);
     let late = msg(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
     assert!(matches!(r.from_upstream(late), UpstreamDecision::Drop));
 }

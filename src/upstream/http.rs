@@ -155,8 +155,8 @@ impl HttpUpstream {
         });
         // There is no connection to wait for: the first POST opens one.
         let (_, queued) = links.router.upstream_up();
-        for bytes in queued {
-            dispatch(&shared, &links, bytes).await;
+        for msg in queued {
+            dispatch(&shared, &links, msg).await;
         }
         loop {
             let next = tokio::select! {
@@ -164,7 +164,7 @@ impl HttpUpstream {
                 m = links.from_router.recv() => m,
             };
             match next {
-                Some(out) => dispatch(&shared, &links, out.bytes).await,
+                Some(out) => dispatch(&shared, &links, out.msg).await,
                 None => break,
             }
         }
@@ -198,14 +198,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Sends one client message. `initialize`, notifications and responses are sent in order
 /// (the next message waits for their status); a request's reply streams in its own task.
-async fn dispatch(shared: &Arc<Shared>, links: &Links, bytes: Bytes) {
-    let msg = match Message::parse(bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(upstream = %shared.name, "not forwarding an unparseable message: {e}");
-            return;
-        }
-    };
+async fn dispatch(shared: &Arc<Shared>, links: &Links, msg: Message) {
     if msg.method() == Some("notifications/cancelled") {
         if let Some(target) = cancelled_request_id(msg.raw()) {
             // Closing the POST's stream is how 2026-07-28 cancels; in the handshake era the

@@ -1,7 +1,8 @@
 //! Upstreams: one supervisor task per MCP server, owning its connection or child process.
 //!
-//! The router hands each upstream [`Outgoing`](crate::router::Outgoing) bytes through a
-//! bounded channel; the upstream writes them, reads what comes back, asks the router what to
+//! The router hands each upstream [`Outgoing`](crate::router::Outgoing) messages (the
+//! original bytes plus the envelope parsed once at the edge) through a bounded channel;
+//! the upstream writes them, reads what comes back, asks the router what to
 //! do with each message, and sends deliverable bytes to the client writer. Reading and
 //! writing run in separate tasks so a peer that stops reading can never stop us reading it.
 //! Only transports live here; routing decisions do not.

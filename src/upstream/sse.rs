@@ -176,9 +176,9 @@ impl SseUpstream {
         let mut reader = std::pin::pin!(reader);
         let (gen, queued) = links.router.upstream_up();
         let mut result = Ok(());
-        for bytes in queued {
+        for msg in queued {
             if result.is_ok() {
-                result = self.post(http, &session.endpoint, bytes).await;
+                result = self.post(http, &session.endpoint, msg.into_raw()).await;
             }
         }
         let reason = loop {
@@ -202,7 +202,7 @@ impl SseUpstream {
                         return End::Shutdown;
                     };
                     if out.gen == gen {
-                        result = self.post(http, &session.endpoint, out.bytes).await;
+                        result = self.post(http, &session.endpoint, out.msg.into_raw()).await;
                     }
                 }
             }

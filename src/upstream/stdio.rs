@@ -230,8 +230,8 @@ impl StdioUpstream {
 
         let (gen, queued) = links.router.upstream_up();
         let mut write_result = async {
-            for bytes in &queued {
-                write_line(&mut stdin, bytes).await?;
+            for msg in &queued {
+                write_line(&mut stdin, msg.raw()).await?;
             }
             stdin.flush().await
         }
@@ -302,7 +302,7 @@ impl StdioUpstream {
         while let Some(out) = next {
             // Stamped for an incarnation that died: it was already answered with an error.
             if out.gen == gen {
-                write_line(stdin, &out.bytes).await?;
+                write_line(stdin, out.msg.raw()).await?;
             }
             next = rx.try_recv().ok();
         }

@@ -126,8 +126,8 @@ impl WsUpstream {
         let mut reader = std::pin::pin!(reader);
         let (gen, queued) = links.router.upstream_up();
         let mut result = async {
-            for bytes in queued {
-                sink.feed(text_frame(bytes)?)
+            for msg in queued {
+                sink.feed(text_frame(msg.into_raw())?)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -165,7 +165,7 @@ impl WsUpstream {
                         let mut next = Some(out);
                         while let Some(out) = next {
                             if out.gen == gen {
-                                sink.feed(text_frame(out.bytes)?).await.map_err(|e| e.to_string())?;
+                                sink.feed(text_frame(out.msg.into_raw())?).await.map_err(|e| e.to_string())?;
                             }
                             next = links.from_router.try_recv().ok();
                         }

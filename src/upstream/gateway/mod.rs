@@ -353,8 +353,8 @@ impl GatewayUpstream {
         };
         let (gen, queued) = links.router.upstream_up();
         let mut result = async {
-            for bytes in queued {
-                out.feed(bytes).await?;
+            for msg in queued {
+                out.feed(msg).await?;
             }
             out.writer.flush().await
         }
@@ -394,7 +394,7 @@ impl GatewayUpstream {
                         let mut next = Some(msg);
                         while let Some(msg) = next {
                             if msg.gen == gen {
-                                out.feed(msg.bytes).await?;
+                                out.feed(msg.msg).await?;
                             }
                             next = links.from_router.try_recv().ok();
                         }
@@ -461,12 +461,7 @@ struct Out<'a> {
 impl Out<'_> {
     /// Feeds one message (not flushed). Errors only when the connection is broken; a
     /// message that cannot go alone gets its error reply here.
-    async fn feed(&mut self, bytes: Bytes) -> Result<(), String> {
-        // Parsed again here (the router passes bytes): the envelope and the in-flight
-        // table need the id and method.
-        let Ok(msg) = Message::parse(bytes) else {
-            return Ok(());
-        };
+    async fn feed(&mut self, msg: Message) -> Result<(), String> {
         match msg.kind() {
             Kind::Notification if !self.notifications => {
                 if Said::once(&self.said.notifications_skipped) {
