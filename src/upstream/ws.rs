@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
@@ -214,10 +214,11 @@ impl WsUpstream {
     }
 }
 
-fn text_frame(bytes: Bytes) -> Result<Frame, String> {
+/// A text frame over the message's own bytes (checked, not copied).
+pub(crate) fn text_frame(bytes: Bytes) -> Result<Frame, String> {
     // The router only forwards messages that parsed as JSON, so they are UTF-8.
-    String::from_utf8(bytes.to_vec())
-        .map(Frame::text)
+    Utf8Bytes::try_from(bytes)
+        .map(Frame::Text)
         .map_err(|_| "message is not UTF-8".to_owned())
 }
 

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsFrame, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsFrame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{ConnectError, Inbound, SendError};
@@ -129,11 +129,9 @@ impl Writer {
                 GATEWAY_WS_MESSAGE_LIMIT
             )));
         }
-        // The router forwards only messages that parsed as JSON, so they are UTF-8.
-        let text = Utf8Bytes::try_from(wrapped)
-            .map_err(|_| SendError::TooLarge("message is not UTF-8".into()))?;
+        let frame = crate::upstream::ws::text_frame(wrapped).map_err(SendError::TooLarge)?;
         self.sink
-            .feed(WsFrame::Text(text))
+            .feed(frame)
             .await
             .map_err(|e| SendError::Io(error_chain(&e)))
     }
