@@ -230,7 +230,7 @@ async fn read_frames(
 ) -> String {
     while let Some(frame) = stream.next().await {
         let data = match frame {
-            Ok(Frame::Text(t)) => Bytes::from(t.as_str().to_owned()),
+            Ok(Frame::Text(t)) => Bytes::from(t),
             Ok(Frame::Binary(b)) => b,
             Ok(Frame::Close(c)) => {
                 return match c {
