@@ -35,10 +35,12 @@ impl GatewayProc {
     /// Starts `mcp-test-gateway ARGS` (listeners on port 0) and waits for its ready line.
     pub fn start(args: &[String]) -> GatewayProc {
         let log = Arc::new(Mutex::new(String::new()));
-        Self::spawn(args.to_vec(), log)
+        Self::spawn(args.to_vec(), log).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn spawn(args: Vec<String>, log: Arc<Mutex<String>>) -> GatewayProc {
+    /// Starts the process; an error when it exits (e.g. its port is still taken) or does
+    /// not print its ready line in time.
+    fn spawn(args: Vec<String>, log: Arc<Mutex<String>>) -> Result<GatewayProc, String> {
         let mut child = Command::new(gateway_bin())
             .args(&args)
             .stdin(Stdio::null())
@@ -58,29 +60,27 @@ impl GatewayProc {
             let mut rest = Vec::new();
             let _ = stdout.read_to_end(&mut rest);
         });
-        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!(
-                "mcp-test-gateway did not get ready: {}",
+        let line = rx.recv_timeout(WAIT).unwrap_or_default();
+        if !line.starts_with("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "mcp-test-gateway did not get ready (first line {line:?}); log: {}",
                 log.lock().unwrap()
-            )
-        });
-        assert!(
-            line.starts_with("ready"),
-            "unexpected first line from the gateway: {line:?}; log: {}",
-            log.lock().unwrap()
-        );
+            ));
+        }
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
         };
-        GatewayProc {
+        Ok(GatewayProc {
             ws: field("ws"),
             tcp: field("tcp"),
             oauth: field("oauth"),
             child,
             args,
             log,
-        }
+        })
     }
 
     pub fn ws_url(&self, path: &str) -> String {
@@ -150,20 +150,18 @@ impl GatewayProc {
             }
         }
         // The old listener's port may take a moment to be free again.
-        let mut last = None;
+        let mut last = String::new();
         for _ in 0..50 {
-            let log = self.log.clone();
-            let a = args.clone();
-            match std::panic::catch_unwind(move || Self::spawn(a, log)) {
+            match Self::spawn(args.clone(), self.log.clone()) {
                 Ok(g) => {
                     *self = g;
                     return;
                 }
-                Err(e) => last = Some(e),
+                Err(e) => last = e,
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        std::panic::resume_unwind(last.expect("an attempt"));
+        panic!("the gateway did not restart: {last}");
     }
 
     pub fn log(&self) -> String {
