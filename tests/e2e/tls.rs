@@ -77,15 +77,7 @@ fn https_with_a_private_ca_and_a_bearer_token() {
         "token not sent"
     );
     router.finish_ok();
-    let log = router.stderr();
-    assert!(
-        !log.contains(TOKEN),
-        "the token leaked into the log: {}",
-        log.lines()
-            .filter(|l| l.contains(TOKEN))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_secret(&router.stderr(), TOKEN);
 }
 
 #[test]
@@ -163,15 +155,7 @@ fn wss_with_a_private_ca_and_a_bearer_token_from_the_environment() {
         "token not sent on the upgrade"
     );
     router.finish_ok();
-    let log = router.stderr();
-    assert!(
-        !log.contains(TOKEN),
-        "the token leaked into the log: {}",
-        log.lines()
-            .filter(|l| l.contains(TOKEN))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_no_secret(&router.stderr(), TOKEN);
 }
 
 #[test]

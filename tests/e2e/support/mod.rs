@@ -280,6 +280,16 @@ pub fn start_error(cmd: &mut Command) -> String {
     err
 }
 
+/// Fails, showing the offending lines, if `secret` appears anywhere in `log`.
+pub fn assert_no_secret(log: &str, secret: &str) {
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+    assert!(
+        lines.is_empty(),
+        "a secret appeared in the log:\n{}",
+        lines.join("\n")
+    );
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
