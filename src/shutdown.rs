@@ -7,10 +7,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-
-use crate::router::Router;
+use crate::router::{send_all, Core};
 use crate::wire::{ErrorKind, RouterError};
 
 /// Resolves on SIGTERM or SIGINT (or never, if signals cannot be installed).
@@ -30,7 +27,7 @@ pub async fn signal() -> &'static str {
 }
 
 /// Waits up to `grace` for pending requests to be answered, then fails the rest.
-pub async fn settle_pending(router: &Router, grace: Duration, to_client: &mpsc::Sender<Bytes>) {
+pub async fn settle_pending(router: &Core, grace: Duration) {
     router.begin_shutdown();
     let deadline = tokio::time::Instant::now() + grace;
     loop {
@@ -53,9 +50,5 @@ pub async fn settle_pending(router: &Router, grace: Duration, to_client: &mpsc::
         failed = left.len(),
         "shutdown grace over; failing requests still pending"
     );
-    for reply in left {
-        if to_client.send(reply).await.is_err() {
-            break;
-        }
-    }
+    send_all(left).await;
 }

@@ -1,10 +1,11 @@
-//! The client's stdio: one reader task (stdin → router → upstream) and one writer task
-//! (the sole owner of stdout).
+//! The client's stdio: one reader task (stdin → routing core → an upstream's outbox) and
+//! one writer task (the sole owner of stdout). Together they are one client session.
 //!
 //! The reader frames lines with the size limit, parses each envelope once, and answers bad
 //! input itself (-32700 for non-JSON, -32600 for non-JSON-RPC, a `too_large` error for an
 //! oversized message, with its id when it could be found); the session always goes on.
-//! It ends on stdin EOF, a read error, or cancellation. The writer batches whatever is
+//! It never waits on an upstream: the core queues (or refuses) at once. It ends on stdin
+//! EOF, a read error, or cancellation. The writer batches whatever is
 //! queued into one flush and ends when every sender is gone, after flushing.
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::fd::{Input, Output};
-use crate::router::{ClientDecision, Outgoing, Router};
+use crate::router::{ClientDecision, Core, SessionId};
 use crate::wire::{
     release_after_large, ErrorKind, Frame, Message, NdjsonCodec, ParseError, RouterError,
 };
@@ -39,8 +40,8 @@ pub async fn read_client(
     input: Input,
     max_message_size: usize,
     read_buffer_size: usize,
-    router: Arc<Router>,
-    to_upstream: mpsc::Sender<Outgoing>,
+    core: Arc<Core>,
+    session: SessionId,
     to_client: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
 ) -> ReaderEnd {
@@ -63,16 +64,9 @@ pub async fn read_client(
                 match Message::parse(bytes) {
                     Ok(msg) => {
                         tracing::debug!(kind = ?msg.kind(), id = ?msg.id(), method = ?msg.method(), len = msg.raw().len(), "from client");
-                        match router.from_client(msg, Instant::now()) {
-                            ClientDecision::Forward(out) => {
-                                if to_upstream.send(out).await.is_err() {
-                                    tracing::debug!("upstream is gone; stopping the reader");
-                                    return ReaderEnd::Error;
-                                }
-                                None
-                            }
+                        match core.from_client(session, msg, Instant::now()) {
                             ClientDecision::Reply(bytes) => Some(bytes),
-                            ClientDecision::Queued | ClientDecision::Drop => None,
+                            ClientDecision::Accepted | ClientDecision::Drop => None,
                         }
                     }
                     Err(ParseError::NotJson(detail)) => {

@@ -1,89 +1,98 @@
-//! Decides where each message goes; never does I/O.
+//! The routing core: decides where each message goes; never does I/O.
 //!
-//! The two directions of traffic run as separate tasks (client → upstream, upstream →
-//! client) so that neither can block the other (a cycle of bounded channels through a
-//! child process would deadlock). Both consult this one shared state, under a short
-//! synchronous lock that is never held across an `.await`. The router owns: the pending
-//! table (timeouts, late replies), the session copy for replay, the upstream's readiness
-//! and the outbox of requests waiting for it. Callers do the sending.
+//! One monitor for every upstream and every client session: synchronous state behind a
+//! short lock that is never held across an `.await` (two directions through a child
+//! process must never wait on each other; see docs/architecture.md). Its calls take
+//! identities — which session a client message came from, which upstream and which
+//! connection generation a server message came from — and return effects: bytes for a
+//! session ([`Delivery`]) for the caller to send, and wake-ups for upstream writers (done
+//! here: `Notify` never blocks). The core owns each upstream's outbox in every state, so
+//! the client reader never waits on an upstream and one stuck upstream cannot hold up
+//! another. Upstreams reach it only through their [`Port`]. Pass-through stays the fast
+//! path: with one session the wire id is the client's id and nothing is rewritten.
 
+pub mod ids;
 pub mod pending;
+mod port;
+pub mod reverse;
 pub mod session;
+pub mod timer;
+mod upstreams;
 
-use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::wire::error::cancelled_notification;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
-use pending::{Pending, Stage};
+use ids::Ids;
+use pending::{NewEntry, Pending, Stage};
+pub use port::{send_all, Conn, Port};
+use reverse::{Origin, Reverse};
 pub use session::Handshake;
-use session::Session;
+use session::{era_of, Era};
+use upstreams::{Link, Queued, Tracked, Upstream};
 
-/// Limits the router enforces.
+/// Which upstream (an index into the core's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamId(pub(crate) u32);
+
+/// Which client session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub(crate) u32);
+
+/// Limits the core enforces.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub request_timeout: Duration,
+    /// Requests waiting for an upstream that is down (the original's queue).
     pub max_queued_requests: usize,
 }
 
-/// A message for the upstream, stamped with the incarnation it was meant for: if that
-/// incarnation died before the write, the request was already failed and must not be sent.
-/// It carries the message as parsed once at the edge, so transports that need its id or
-/// method (HTTP, the gateway envelope) never parse it again; `msg.raw()` is the bytes.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub msg: Message,
-    pub gen: u64,
+/// Messages waiting for a live upstream's writer, at most (beyond, it is not reading).
+pub const LIVE_OUTBOX: usize = 4096;
+
+/// Bytes for one client session.
+#[derive(Debug)]
+pub struct Delivery {
+    pub session: SessionId,
+    pub tx: mpsc::Sender<Bytes>,
+    pub bytes: Bytes,
 }
 
-/// What to do with a message from the client.
+/// What became of a message from a client.
 #[derive(Debug)]
 pub enum ClientDecision {
-    Forward(Outgoing),
-    /// Held in the outbox until the upstream is ready.
-    Queued,
-    /// Answer the client (an error), send nothing upstream.
+    /// In an upstream's outbox; its writer was woken.
+    Accepted,
+    /// Answer the client (an error); nothing goes upstream.
     Reply(Bytes),
     /// Nothing to do (logged).
     Drop,
 }
 
-/// What to do with a message from the upstream.
 #[derive(Debug)]
-pub enum UpstreamDecision {
-    Deliver(Bytes),
-    Drop,
-}
-
-/// Readiness of the (single) upstream.
-#[derive(Debug)]
-enum Link {
-    /// Not (yet) able to take messages: queue them.
-    Down,
-    Up,
-    /// Gave up: answer at once with this error.
-    Failed(RouterError),
+struct ClientSession {
+    tx: mpsc::Sender<Bytes>,
+    era: Era,
 }
 
 #[derive(Debug)]
 struct State {
+    upstreams: Vec<Upstream>,
+    sessions: Vec<Option<ClientSession>>,
     pending: Pending,
-    session: Session,
-    link: Link,
-    gen: u64,
-    outbox: VecDeque<(Option<Id>, Message)>,
+    reverse: Reverse,
     shutting_down: bool,
 }
 
-/// The shared routing state. Cheap to lock; never locked across an await.
+/// The routing core. Cheap to lock; never locked across an await.
 #[derive(Debug)]
-pub struct Router {
-    upstream: String,
+pub struct Core {
     limits: Limits,
+    ids: Ids,
     state: Mutex<State>,
     /// Wakes the timer when a new earliest deadline appears.
     pub deadline_changed: Notify,
@@ -91,17 +100,23 @@ pub struct Router {
     pub idle: Notify,
 }
 
-impl Router {
-    pub fn new(upstream: impl Into<String>, limits: Limits) -> Self {
+fn in_use(id: &Id) -> RouterError {
+    RouterError::new(
+        ErrorKind::InvalidRequest,
+        format!("request id {id} is already in use by a request still in flight"),
+    )
+}
+
+impl Core {
+    pub fn new(limits: Limits) -> Self {
         Self {
-            upstream: upstream.into(),
             limits,
+            ids: Ids::default(),
             state: Mutex::new(State {
+                upstreams: Vec::new(),
+                sessions: Vec::new(),
                 pending: Pending::default(),
-                session: Session::default(),
-                link: Link::Down,
-                gen: 0,
-                outbox: VecDeque::new(),
+                reverse: Reverse::default(),
                 shutting_down: false,
             }),
             deadline_changed: Notify::new(),
@@ -115,329 +130,630 @@ impl Router {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn upstream_name(&self) -> &str {
-        &self.upstream
-    }
-
-    /// A message from the client.
-    pub fn from_client(&self, msg: Message, now: Instant) -> ClientDecision {
+    /// Adds an upstream; it starts down (messages for it queue).
+    pub fn add_upstream(&self, name: &str) -> UpstreamId {
         let mut st = self.lock();
-        if st.shutting_down && msg.kind() == Kind::Request {
-            let err = RouterError::new(ErrorKind::ShuttingDown, "router shutting down");
-            return ClientDecision::Reply(err.to_response(msg.id()));
+        st.upstreams.push(Upstream::new(name));
+        UpstreamId((st.upstreams.len() - 1) as u32)
+    }
+
+    /// The handle an upstream's tasks use.
+    pub fn port(self: &Arc<Self>, up: UpstreamId) -> Port {
+        let (name, wake) = {
+            let st = self.lock();
+            let u = &st.upstreams[up.0 as usize];
+            (u.name.clone(), u.wake.clone())
+        };
+        Port::new(self.clone(), up, name, wake)
+    }
+
+    /// A client session whose bytes go to `tx`. Upstreams without one send their
+    /// server-initiated messages to it.
+    pub fn open_session(&self, tx: mpsc::Sender<Bytes>) -> SessionId {
+        let mut st = self.lock();
+        let id = SessionId(st.sessions.len() as u32);
+        st.sessions.push(Some(ClientSession {
+            tx,
+            era: Era::Unknown,
+        }));
+        for u in st.upstreams.iter_mut().filter(|u| u.owner.is_none()) {
+            u.owner = Some(id);
         }
-        st.session.observe_client(&msg);
-        match msg.kind() {
-            Kind::Request => self.client_request(&mut st, msg, now),
-            Kind::Batch => self.client_batch(&mut st, msg, now),
-            Kind::Notification => self.client_notification(&mut st, msg),
-            Kind::Response => match st.link {
-                Link::Up => ClientDecision::Forward(Outgoing { msg, gen: st.gen }),
-                _ => {
-                    // The server that asked is gone; a new one never asked.
-                    tracing::debug!(upstream = %self.upstream, id = ?msg.id(), "dropping client response: upstream restarted since it asked");
-                    ClientDecision::Drop
-                }
-            },
+        id
+    }
+
+    /// The session is over: its writer is released (it ends once every sender is gone).
+    pub fn close_session(&self, session: SessionId) {
+        let mut st = self.lock();
+        if let Some(slot) = st.sessions.get_mut(session.0 as usize) {
+            *slot = None;
         }
     }
 
-    fn client_request(&self, st: &mut State, msg: Message, now: Instant) -> ClientDecision {
+    pub fn fresh_id(&self, what: &str) -> Id {
+        self.ids.fresh(what)
+    }
+
+    /// Which upstream a client message goes to. One upstream serves everything until
+    /// aggregation routes by name.
+    fn route(_st: &State, _msg: &Message) -> UpstreamId {
+        UpstreamId(0)
+    }
+
+    /// A message from client session `session`.
+    pub fn from_client(&self, session: SessionId, msg: Message, now: Instant) -> ClientDecision {
+        let mut st = self.lock();
+        if st.upstreams.is_empty() {
+            return ClientDecision::Drop;
+        }
+        let up = Self::route(&st, &msg);
+        self.client_message(&mut st, session, up, msg, now)
+    }
+
+    /// A message from client session `session` for upstream `up`.
+    pub fn from_client_to(
+        &self,
+        session: SessionId,
+        up: UpstreamId,
+        msg: Message,
+        now: Instant,
+    ) -> ClientDecision {
+        let mut st = self.lock();
+        self.client_message(&mut st, session, up, msg, now)
+    }
+
+    fn client_message(
+        &self,
+        st: &mut State,
+        session: SessionId,
+        up: UpstreamId,
+        msg: Message,
+        now: Instant,
+    ) -> ClientDecision {
+        if let Some(Some(s)) = st.sessions.get_mut(session.0 as usize) {
+            // Parsed only until the era is known (or a new handshake starts): off the
+            // hot path.
+            if s.era == Era::Unknown || msg.method() == Some("initialize") {
+                if let Some(era) = era_of(&msg) {
+                    s.era = era;
+                }
+            }
+        }
+        match msg.kind() {
+            Kind::Request => self.client_request(st, session, up, msg, now),
+            Kind::Batch => self.client_batch(st, session, up, msg, now),
+            Kind::Notification => self.client_notification(st, session, up, msg),
+            Kind::Response => self.client_response(st, msg),
+        }
+    }
+
+    fn outbox_limit(&self, u: &Upstream) -> usize {
+        if u.is_up() {
+            self.limits.max_queued_requests.max(LIVE_OUTBOX)
+        } else {
+            self.limits.max_queued_requests
+        }
+    }
+
+    fn client_request(
+        &self,
+        st: &mut State,
+        session: SessionId,
+        up: UpstreamId,
+        msg: Message,
+        now: Instant,
+    ) -> ClientDecision {
         let Some(id) = msg.id().cloned() else {
             return ClientDecision::Drop;
         };
-        if st.pending.contains(&id) {
-            let err = RouterError::new(
-                ErrorKind::InvalidRequest,
-                format!("request id {id} is already in use by a request still in flight"),
-            );
+        if st.shutting_down {
+            let err = RouterError::new(ErrorKind::ShuttingDown, "router shutting down");
             return ClientDecision::Reply(err.to_response(Some(&id)));
         }
-        let method = msg.method().map(Into::into);
-        match &st.link {
-            Link::Failed(err) => ClientDecision::Reply(err.to_response(Some(&id))),
-            Link::Up => {
-                let gen = st.gen;
-                self.track(st, id, method, now, Stage::Sent { gen });
-                ClientDecision::Forward(Outgoing { msg, gen })
-            }
-            Link::Down => {
-                if st.outbox.len() >= self.limits.max_queued_requests {
-                    return ClientDecision::Reply(queue_full(self.limits.max_queued_requests, &id));
-                }
-                self.track(st, id.clone(), method, now, Stage::Queued);
-                st.outbox.push_back((Some(id), msg));
-                ClientDecision::Queued
-            }
+        if st.pending.client_has(session, &id) {
+            return ClientDecision::Reply(in_use(&id).to_response(Some(&id)));
         }
+        // Another session's request under the same id on this upstream: this one travels
+        // under a router-owned id.
+        let wire = if st.pending.contains(&(up, id.clone())) {
+            self.ids.fresh("rq")
+        } else {
+            id.clone()
+        };
+        let limit = self.outbox_limit(&st.upstreams[up.0 as usize]);
+        let u = &mut st.upstreams[up.0 as usize];
+        u.session.observe_client(&msg);
+        if let Link::Failed(err) = &u.link {
+            return ClientDecision::Reply(err.to_response(Some(&id)));
+        }
+        if u.outbox.len() >= limit {
+            tracing::warn!(upstream = %u.name, %id, queued = u.outbox.len(), "queue full");
+            return ClientDecision::Reply(queue_full(limit, &id));
+        }
+        let method = msg.method().map(Into::into);
+        let msg = if wire == id { msg } else { msg.with_id(&wire) };
+        u.push(Queued {
+            msg,
+            tracked: Tracked::One(wire.clone()),
+            only_gen: None,
+        });
+        self.track(st, (up, wire), session, id, method, now);
+        ClientDecision::Accepted
     }
 
-    fn client_batch(&self, st: &mut State, msg: Message, now: Instant) -> ClientDecision {
-        let ids: Vec<(Id, Option<Box<str>>)> = msg
+    fn client_batch(
+        &self,
+        st: &mut State,
+        session: SessionId,
+        up: UpstreamId,
+        msg: Message,
+        now: Instant,
+    ) -> ClientDecision {
+        let members: Vec<(Id, Option<Box<str>>)> = msg
             .items()
             .iter()
             .filter(|i| i.kind == Kind::Request)
             .filter_map(|i| i.id.clone().map(|id| (id, i.method.clone())))
             .collect();
-        if !st.session.allows_batches() {
-            let version = st.session.negotiated().unwrap_or("(none negotiated)");
-            let err = RouterError::new(
-                ErrorKind::InvalidRequest,
-                format!("JSON-RPC batches are not allowed in protocol version {version}; only 2025-03-26 has them"),
-            );
-            if ids.is_empty() {
+        // Every request member gets exactly one answer, under its own id.
+        let refuse = |err: &RouterError| -> ClientDecision {
+            if members.is_empty() {
                 return ClientDecision::Reply(err.to_response(None));
             }
-            let parts: Vec<String> = ids
-                .iter()
-                .map(|(id, _)| String::from_utf8_lossy(&err.to_response(Some(id))).into_owned())
-                .collect();
-            return ClientDecision::Reply(Bytes::from(format!("[{}]", parts.join(","))));
+            ClientDecision::Reply(error_batch(members.iter().map(|(id, _)| (err, id))))
+        };
+        if st.shutting_down {
+            return refuse(&RouterError::new(
+                ErrorKind::ShuttingDown,
+                "router shutting down",
+            ));
         }
-        if let Some((id, _)) = ids.iter().find(|(id, _)| st.pending.contains(id)) {
-            let err = RouterError::new(
+        let u = &st.upstreams[up.0 as usize];
+        if !u.session.allows_batches() {
+            let version = u.session.negotiated().unwrap_or("(none negotiated)");
+            return refuse(&RouterError::new(
                 ErrorKind::InvalidRequest,
-                format!("request id {id} is already in use by a request still in flight"),
+                format!("JSON-RPC batches are not allowed in protocol version {version}; only 2025-03-26 has them"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let clash = members.iter().find(|(id, _)| {
+            !seen.insert(id.clone())
+                || st.pending.client_has(session, id)
+                || st.pending.contains(&(up, id.clone()))
+        });
+        if let Some((clash, _)) = clash {
+            let named = in_use(clash);
+            let others = RouterError::new(
+                ErrorKind::InvalidRequest,
+                format!("batch not sent: its request id {clash} is already in use by a request still in flight"),
             );
-            return ClientDecision::Reply(err.to_response(None));
+            return ClientDecision::Reply(error_batch(
+                members
+                    .iter()
+                    .map(|(id, _)| (if id == clash { &named } else { &others }, id)),
+            ));
         }
-        match &st.link {
-            Link::Failed(err) => ClientDecision::Reply(err.to_response(None)),
-            Link::Up => {
-                let gen = st.gen;
-                for (id, method) in ids {
-                    self.track(st, id, method, now, Stage::Sent { gen });
-                }
-                ClientDecision::Forward(Outgoing { msg, gen })
-            }
-            Link::Down => {
-                if st.outbox.len() >= self.limits.max_queued_requests {
-                    let err = RouterError::new(
-                        ErrorKind::QueueFull,
-                        queue_full_text(self.limits.max_queued_requests),
-                    );
-                    return ClientDecision::Reply(err.to_response(None));
-                }
-                for (id, method) in ids {
-                    self.track(st, id, method, now, Stage::Queued);
-                }
-                st.outbox.push_back((None, msg));
-                ClientDecision::Queued
-            }
+        if let Link::Failed(err) = &u.link {
+            return refuse(&err.clone());
         }
+        let limit = self.outbox_limit(u);
+        if u.outbox.len() >= limit {
+            return refuse(&RouterError::new(
+                ErrorKind::QueueFull,
+                queue_full_text(limit),
+            ));
+        }
+        let ids: Box<[Id]> = members.iter().map(|(id, _)| id.clone()).collect();
+        st.upstreams[up.0 as usize].push(Queued {
+            msg,
+            tracked: Tracked::Many(ids),
+            only_gen: None,
+        });
+        for (id, method) in members {
+            self.track(st, (up, id.clone()), session, id, method, now);
+        }
+        ClientDecision::Accepted
     }
 
-    fn client_notification(&self, st: &mut State, msg: Message) -> ClientDecision {
+    fn client_notification(
+        &self,
+        st: &mut State,
+        session: SessionId,
+        up: UpstreamId,
+        msg: Message,
+    ) -> ClientDecision {
+        let mut up = up;
+        let mut only_gen = None;
         if msg.method() == Some("notifications/cancelled") {
             if let Some(target) = cancelled_request_id(msg.raw()) {
-                match st.pending.get(&target).map(|e| e.stage) {
-                    Some(Stage::Queued) => {
-                        // The server never saw it: withdraw it and tell nobody.
-                        st.pending.remove(&target);
-                        st.outbox.retain(|(id, _)| id.as_ref() != Some(&target));
-                        self.notify_if_idle(st);
-                        return ClientDecision::Drop;
+                if let Some(key) = st.pending.key_of(session, &target).cloned() {
+                    let stage = st.pending.get(&key).map(|e| e.stage);
+                    st.pending.remove(&key);
+                    self.notify_if_idle(st);
+                    match stage {
+                        Some(Stage::Queued) => {
+                            // The server never saw it: withdraw it and tell nobody.
+                            let u = &mut st.upstreams[key.0 .0 as usize];
+                            u.outbox.retain(
+                                |q| !matches!(&q.tracked, Tracked::One(id) if *id == key.1),
+                            );
+                            return ClientDecision::Drop;
+                        }
+                        Some(Stage::Sent { gen }) => {
+                            // The client has given up on it: no timeout error, no late
+                            // reply; the connection that carried it is told.
+                            up = key.0;
+                            only_gen = Some(gen);
+                        }
+                        None => {}
                     }
-                    Some(Stage::Sent { .. }) => {
-                        // The client has given up on it: no timeout error, no late reply.
-                        st.pending.remove(&target);
-                        self.notify_if_idle(st);
-                    }
-                    None => {}
                 }
             }
         }
-        match &st.link {
-            Link::Up => ClientDecision::Forward(Outgoing { msg, gen: st.gen }),
-            Link::Down => {
-                if msg.method() == Some("notifications/initialized") {
-                    // Replayed from the session once the upstream is up; queueing it too
-                    // would send it twice.
-                    if st.session.handshake().is_none() {
-                        st.outbox.push_back((None, msg));
-                    }
-                    return ClientDecision::Queued;
-                }
-                if st.outbox.len() >= self.limits.max_queued_requests {
-                    tracing::warn!(upstream = %self.upstream, method = ?msg.method(), "queue full: dropping client notification");
+        let u = &mut st.upstreams[up.0 as usize];
+        u.session.observe_client(&msg);
+        match &u.link {
+            Link::Failed(_) => ClientDecision::Drop,
+            Link::Down
+                if msg.method() == Some("notifications/initialized")
+                    && u.session.handshake().is_some() =>
+            {
+                // Replayed from the session once the upstream is up; queueing it too
+                // would send it twice.
+                ClientDecision::Accepted
+            }
+            _ if only_gen.is_some_and(|g| g != u.gen || !u.is_up()) => {
+                // The connection that carried the cancelled request is gone already.
+                ClientDecision::Drop
+            }
+            _ => {
+                if u.outbox.len() >= self.outbox_limit(u) {
+                    tracing::warn!(upstream = %u.name, method = ?msg.method(), "queue full: dropping client notification");
                     return ClientDecision::Drop;
                 }
-                st.outbox.push_back((None, msg));
-                ClientDecision::Queued
+                u.push(Queued {
+                    msg,
+                    tracked: Tracked::None,
+                    only_gen,
+                });
+                ClientDecision::Accepted
             }
-            Link::Failed(_) => ClientDecision::Drop,
         }
     }
 
-    fn track(&self, st: &mut State, id: Id, method: Option<Box<str>>, now: Instant, stage: Stage) {
-        if st
-            .pending
-            .insert(id, method, now, self.limits.request_timeout, stage)
-        {
+    /// The client answered a server→client request: to the connection that asked, or
+    /// nowhere.
+    fn client_response(&self, st: &mut State, msg: Message) -> ClientDecision {
+        let Some(id) = msg.id().cloned() else {
+            return ClientDecision::Drop;
+        };
+        let Some(origin) = st.reverse.take(&id) else {
+            tracing::debug!(%id, "dropping a client response to a request no server has pending");
+            return ClientDecision::Drop;
+        };
+        let u = &mut st.upstreams[origin.upstream.0 as usize];
+        if !u.is_up() || u.gen != origin.gen {
+            tracing::info!(upstream = %u.name, %id, "dropping the client's answer: the server connection that asked is gone");
+            return ClientDecision::Drop;
+        }
+        let msg = if origin.server_id == id {
+            msg
+        } else {
+            msg.with_id(&origin.server_id)
+        };
+        u.push(Queued {
+            msg,
+            tracked: Tracked::None,
+            only_gen: Some(origin.gen),
+        });
+        ClientDecision::Accepted
+    }
+
+    fn track(
+        &self,
+        st: &mut State,
+        key: pending::Key,
+        session: SessionId,
+        client_id: Id,
+        method: Option<Box<str>>,
+        now: Instant,
+    ) {
+        let earliest = st.pending.insert(NewEntry {
+            key,
+            session,
+            client_id,
+            method,
+            now,
+            timeout: self.limits.request_timeout,
+        });
+        if earliest {
             self.deadline_changed.notify_one();
         }
     }
 
-    /// A message from the upstream.
-    pub fn from_upstream(&self, msg: Message) -> UpstreamDecision {
+    fn delivery(st: &State, session: SessionId, bytes: Bytes) -> Option<Delivery> {
+        let s = st.sessions.get(session.0 as usize)?.as_ref()?;
+        Some(Delivery {
+            session,
+            tx: s.tx.clone(),
+            bytes,
+        })
+    }
+
+    /// A message from connection `gen` of upstream `up`.
+    pub fn from_upstream(&self, up: UpstreamId, gen: u64, msg: Message) -> Option<Delivery> {
         let mut st = self.lock();
+        let name = st.upstreams[up.0 as usize].name.clone();
         match msg.kind() {
             Kind::Response => {
-                let Some(id) = msg.id() else {
-                    tracing::warn!(upstream = %self.upstream, "upstream sent an error with id null (it could not read something we sent); not forwarded");
-                    return UpstreamDecision::Drop;
+                let Some(id) = msg.id().cloned() else {
+                    tracing::warn!(upstream = %name, "upstream sent an error with id null (it could not read something we sent); not forwarded");
+                    return None;
                 };
-                match st.pending.remove(id) {
-                    Some(entry) => {
-                        if entry.method.as_deref() == Some("initialize") {
-                            st.session.observe_initialize_reply(&msg);
-                        }
-                        tracing::debug!(upstream = %self.upstream, %id, method = ?entry.method, elapsed_us = entry.arrived.elapsed().as_micros() as u64, "reply");
-                        self.notify_if_idle(&st);
-                        UpstreamDecision::Deliver(msg.into_raw())
+                let key = (up, id);
+                match st.pending.get(&key).map(|e| e.stage) {
+                    Some(Stage::Sent { gen: g }) if g == gen => {}
+                    Some(_) => {
+                        tracing::warn!(upstream = %name, id = %key.1, "dropping a reply from a connection that did not carry that request");
+                        return None;
                     }
                     None => {
-                        tracing::info!(upstream = %self.upstream, %id, "dropping a reply nobody waits for (timed out, cancelled or unknown id)");
-                        UpstreamDecision::Drop
+                        tracing::info!(upstream = %name, id = %key.1, "dropping a reply nobody waits for (timed out, cancelled or unknown id)");
+                        return None;
                     }
                 }
-            }
-            Kind::Batch => {
-                let mut matched = false;
-                for item in msg.items().iter().filter(|i| i.kind == Kind::Response) {
-                    if let Some(id) = &item.id {
-                        matched |= st.pending.remove(id).is_some();
-                    }
+                let entry = st.pending.remove(&key)?;
+                if entry.method.as_deref() == Some("initialize") {
+                    st.upstreams[up.0 as usize]
+                        .session
+                        .observe_initialize_reply(&msg);
                 }
+                tracing::debug!(upstream = %name, id = %entry.client_id, method = ?entry.method, elapsed_us = entry.arrived.elapsed().as_micros() as u64, "reply");
                 self.notify_if_idle(&st);
-                if matched || msg.items().iter().any(|i| i.kind != Kind::Response) {
-                    UpstreamDecision::Deliver(msg.into_raw())
+                let bytes = if entry.client_id == key.1 {
+                    msg.into_raw()
                 } else {
-                    UpstreamDecision::Drop
-                }
+                    msg.with_id(&entry.client_id).into_raw()
+                };
+                Self::delivery(&st, entry.session, bytes)
             }
-            Kind::Request | Kind::Notification => UpstreamDecision::Deliver(msg.into_raw()),
+            Kind::Batch => self.upstream_batch(&mut st, up, gen, msg),
+            Kind::Request => {
+                let session = st.upstreams[up.0 as usize].owner?;
+                let server_id = msg.id().cloned()?;
+                let origin = Origin {
+                    upstream: up,
+                    gen,
+                    server_id: server_id.clone(),
+                    session,
+                };
+                let client_id = st.reverse.record(origin, &self.ids);
+                let bytes = if client_id == server_id {
+                    msg.into_raw()
+                } else {
+                    msg.with_id(&client_id).into_raw()
+                };
+                Self::delivery(&st, session, bytes)
+            }
+            Kind::Notification => {
+                let session = st.upstreams[up.0 as usize].owner?;
+                Self::delivery(&st, session, msg.into_raw())
+            }
         }
     }
 
-    /// The upstream sent a message too large to forward; answer the request it answered.
-    pub fn upstream_oversized(&self, id: Option<&Id>, len: usize, limit: usize) -> Option<Bytes> {
-        let mut st = self.lock();
-        let id = id?;
-        st.pending.remove(id)?;
-        self.notify_if_idle(&st);
-        let err = RouterError::new(
-            ErrorKind::TooLarge,
-            format!(
-                "the reply from server '{}' is {len} bytes, over the {limit}-byte message limit (raise local.max_message_size)",
-                self.upstream
-            ),
-        );
-        Some(err.to_response(Some(id)))
+    /// A batch reply: members nobody waits for any more are stripped; the rest goes on.
+    fn upstream_batch(
+        &self,
+        st: &mut State,
+        up: UpstreamId,
+        gen: u64,
+        msg: Message,
+    ) -> Option<Delivery> {
+        let mut session = None;
+        let mut keep = Vec::with_capacity(msg.items().len());
+        for item in msg.items() {
+            let kept = match (&item.kind, &item.id) {
+                (Kind::Response, Some(id)) => {
+                    let key = (up, id.clone());
+                    let ours = matches!(st.pending.get(&key).map(|e| e.stage), Some(Stage::Sent { gen: g }) if g == gen);
+                    if ours {
+                        if let Some(e) = st.pending.remove(&key) {
+                            session.get_or_insert(e.session);
+                        }
+                    }
+                    ours
+                }
+                (Kind::Response, None) => false,
+                _ => true,
+            };
+            keep.push(kept);
+        }
+        self.notify_if_idle(st);
+        let session = session.or(st.upstreams[up.0 as usize].owner)?;
+        let bytes = if keep.iter().all(|k| *k) {
+            msg.into_raw()
+        } else {
+            let mut flags = keep.iter();
+            msg.batch_keeping(|_| flags.next().copied().unwrap_or(false))?
+        };
+        Self::delivery(st, session, bytes)
     }
 
-    /// Requests whose time is up: errors for the client and cancellations for the server.
-    pub fn expire(&self, now: Instant) -> (Vec<Bytes>, Vec<Outgoing>) {
+    /// Moves up to `max` messages from `up`'s outbox into `out` for connection `gen`;
+    /// `false` when that connection is no longer the current one (its writer must stop).
+    pub fn pull(&self, up: UpstreamId, gen: u64, out: &mut Vec<Message>, max: usize) -> bool {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let u = &mut st.upstreams[up.0 as usize];
+        if !u.is_up() || u.gen != gen {
+            return false;
+        }
+        while out.len() < max {
+            let Some(q) = u.outbox.pop_front() else { break };
+            if q.only_gen.is_some_and(|g| g != gen) {
+                continue;
+            }
+            match &q.tracked {
+                Tracked::None => {}
+                Tracked::One(id) => st.pending.set_stage(&(up, id.clone()), Stage::Sent { gen }),
+                Tracked::Many(ids) => {
+                    for id in ids.iter() {
+                        st.pending.set_stage(&(up, id.clone()), Stage::Sent { gen });
+                    }
+                }
+            }
+            out.push(q.msg);
+        }
+        true
+    }
+
+    /// Upstream `up` has a live connection: returns its generation; its writer pulls.
+    pub fn up(&self, up: UpstreamId) -> u64 {
+        let mut st = self.lock();
+        let u = &mut st.upstreams[up.0 as usize];
+        u.link = Link::Up;
+        u.wake.notify_one();
+        u.gen
+    }
+
+    /// Connection `gen` of `up` was lost: fail what it carried, keep what is queued.
+    pub fn down(&self, up: UpstreamId, gen: u64, reason: &RouterError) -> Vec<Delivery> {
+        let mut st = self.lock();
+        let u = &mut st.upstreams[up.0 as usize];
+        if u.gen != gen {
+            return Vec::new();
+        }
+        u.gen += 1;
+        if !matches!(u.link, Link::Failed(_)) {
+            u.link = Link::Down;
+        }
+        u.outbox.retain(|q| q.only_gen.is_none());
+        st.reverse.forget(up, Some(gen));
+        let lost = st
+            .pending
+            .take_where(|k, e| k.0 == up && e.stage == Stage::Sent { gen });
+        self.notify_if_idle(&st);
+        lost.into_iter()
+            .filter_map(|(_, e)| {
+                Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+            })
+            .collect()
+    }
+
+    /// Upstream `up` cannot be reached and will not be retried: fail everything waiting
+    /// for it, and answer its new requests at once with `reason`.
+    pub fn failed(&self, up: UpstreamId, reason: RouterError) -> Vec<Delivery> {
+        let mut st = self.lock();
+        let u = &mut st.upstreams[up.0 as usize];
+        u.gen += 1;
+        u.outbox.clear();
+        st.reverse.forget(up, None);
+        let all = st.pending.take_where(|k, _| k.0 == up);
+        let out = all
+            .into_iter()
+            .filter_map(|(_, e)| {
+                Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+            })
+            .collect();
+        st.upstreams[up.0 as usize].link = Link::Failed(reason);
+        self.notify_if_idle(&st);
+        out
+    }
+
+    /// Upstream `up` could not carry one request (`wire_id`): the error for its client.
+    pub fn fail_request(
+        &self,
+        up: UpstreamId,
+        wire_id: &Id,
+        reason: &RouterError,
+    ) -> Option<Delivery> {
+        let mut st = self.lock();
+        let e = st.pending.remove(&(up, wire_id.clone()))?;
+        self.notify_if_idle(&st);
+        Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+    }
+
+    /// Upstream `up` sent a message too large to forward; answer the request it answered.
+    pub fn oversized(
+        &self,
+        up: UpstreamId,
+        id: Option<&Id>,
+        len: usize,
+        limit: usize,
+    ) -> Option<Delivery> {
+        let name = self.lock().upstreams[up.0 as usize].name.clone();
+        let err = RouterError::new(
+            ErrorKind::TooLarge,
+            format!("the reply from server '{name}' is {len} bytes, over the {limit}-byte message limit (raise local.max_message_size)"),
+        );
+        self.fail_request(up, id?, &err)
+    }
+
+    /// Requests whose time is up: errors for their clients; the connections that carry
+    /// them get a `notifications/cancelled`.
+    pub fn expire(&self, now: Instant) -> Vec<Delivery> {
         let mut st = self.lock();
         let expired = st.pending.take_expired(now);
-        let mut replies = Vec::with_capacity(expired.len());
-        let mut cancels = Vec::new();
+        let mut out = Vec::with_capacity(expired.len());
         let secs = self.limits.request_timeout.as_secs_f64();
-        for (id, entry) in expired {
+        for ((up, wire), entry) in expired {
+            let u = &mut st.upstreams[up.0 as usize];
             let text = match entry.stage {
                 Stage::Queued => {
-                    st.outbox.retain(|(q, _)| q.as_ref() != Some(&id));
+                    u.outbox
+                        .retain(|q| !matches!(&q.tracked, Tracked::One(id) if *id == wire));
                     "request timeout while queued".to_owned()
                 }
                 Stage::Sent { gen } => {
-                    if gen == st.gen && matches!(st.link, Link::Up) {
+                    if gen == u.gen && u.is_up() {
                         // Built here, so it always parses; a failure would only lose the
                         // courtesy notice, never the client's error reply.
-                        let notice = cancelled_notification(&id, "request timed out in mcp-router");
+                        let notice =
+                            cancelled_notification(&wire, "request timed out in mcp-router");
                         if let Ok(msg) = Message::parse(notice) {
-                            cancels.push(Outgoing { msg, gen });
+                            u.push(Queued {
+                                msg,
+                                tracked: Tracked::None,
+                                only_gen: Some(gen),
+                            });
                         }
                     }
                     format!("request timeout after {}", fmt_secs(secs))
                 }
             };
-            tracing::warn!(upstream = %self.upstream, %id, method = ?entry.method, "{text}");
-            replies.push(RouterError::new(ErrorKind::Timeout, text).to_response(Some(&id)));
+            tracing::warn!(upstream = %u.name, id = %entry.client_id, method = ?entry.method, "{text}");
+            let reply =
+                RouterError::new(ErrorKind::Timeout, text).to_response(Some(&entry.client_id));
+            out.extend(Self::delivery(&st, entry.session, reply));
         }
         self.notify_if_idle(&st);
-        (replies, cancels)
+        out
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
         self.lock().pending.next_deadline()
     }
 
-    /// The handshake to replay on a fresh upstream, if the client completed one.
-    pub fn handshake(&self) -> Option<Handshake> {
-        self.lock().session.handshake()
+    /// The handshake to replay on a fresh connection of `up`, if one succeeded on it.
+    pub fn handshake(&self, up: UpstreamId) -> Option<Handshake> {
+        self.lock().upstreams[up.0 as usize].session.handshake()
     }
 
-    /// The upstream is ready: returns its incarnation and what waited for it, in order.
-    pub fn upstream_up(&self) -> (u64, Vec<Message>) {
-        let mut st = self.lock();
-        st.link = Link::Up;
-        let gen = st.gen;
-        let queued: Vec<(Option<Id>, Message)> = st.outbox.drain(..).collect();
-        for (id, _) in &queued {
-            if let Some(id) = id {
-                st.pending.set_stage(id, Stage::Sent { gen });
-            }
-        }
-        // Batch members are queued under one outbox entry without an id.
-        st.pending.restage(Stage::Queued, Stage::Sent { gen });
-        (gen, queued.into_iter().map(|(_, m)| m).collect())
+    /// The protocol version upstream `up` agreed to in `initialize` (handshake era).
+    pub fn negotiated_version(&self, up: UpstreamId) -> Option<String> {
+        self.lock().upstreams[up.0 as usize]
+            .session
+            .negotiated()
+            .map(str::to_owned)
     }
 
-    /// The upstream went away: fail what it had, keep what is queued for the next one.
-    pub fn upstream_down(&self, reason: &RouterError) -> Vec<Bytes> {
-        let mut st = self.lock();
-        let gen = st.gen;
-        st.gen += 1;
-        if !matches!(st.link, Link::Failed(_)) {
-            st.link = Link::Down;
-        }
-        let lost = st
+    /// Whether connection `gen` of `up` carries requests still waiting for replies.
+    pub fn busy(&self, up: UpstreamId, gen: u64) -> bool {
+        self.lock()
             .pending
-            .take_where(|e| matches!(e.stage, Stage::Sent { gen: g } if g == gen));
-        self.notify_if_idle(&st);
-        lost.into_iter()
-            .map(|(id, _)| reason.to_response(Some(&id)))
-            .collect()
-    }
-
-    /// The upstream cannot be reached and will not be retried (or not for a long time):
-    /// fail everything waiting, and answer new requests at once with `reason`.
-    pub fn upstream_failed(&self, reason: RouterError) -> Vec<Bytes> {
-        let mut st = self.lock();
-        st.gen += 1;
-        let all = st.pending.take_where(|_| true);
-        st.outbox.clear();
-        let out = all
-            .into_iter()
-            .map(|(id, _)| reason.to_response(Some(&id)))
-            .collect();
-        st.link = Link::Failed(reason);
-        self.notify_if_idle(&st);
-        out
-    }
-
-    /// The upstream could not answer one request (a transport error for that message
-    /// alone): the error for the client, if the request was still waiting.
-    pub fn fail_request(&self, id: &Id, reason: &RouterError) -> Option<Bytes> {
-        let mut st = self.lock();
-        st.pending.remove(id)?;
-        self.notify_if_idle(&st);
-        Some(reason.to_response(Some(id)))
-    }
-
-    /// The protocol version the server agreed to in `initialize` (handshake era).
-    pub fn negotiated_version(&self) -> Option<String> {
-        self.lock().session.negotiated().map(str::to_owned)
+            .any(|k, e| k.0 == up && e.stage == Stage::Sent { gen })
     }
 
     /// Stop accepting new requests; pending ones may still complete.
@@ -450,13 +766,20 @@ impl Router {
     }
 
     /// Fail everything still pending (end of the shutdown grace period).
-    pub fn fail_all(&self, reason: &RouterError) -> Vec<Bytes> {
+    pub fn fail_all(&self, reason: &RouterError) -> Vec<Delivery> {
         let mut st = self.lock();
-        st.outbox.clear();
-        let all = st.pending.take_where(|_| true);
-        all.into_iter()
-            .map(|(id, _)| reason.to_response(Some(&id)))
-            .collect()
+        for u in &mut st.upstreams {
+            u.outbox.clear();
+        }
+        let all = st.pending.take_where(|_, _| true);
+        let out = all
+            .into_iter()
+            .filter_map(|(_, e)| {
+                Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+            })
+            .collect();
+        self.notify_if_idle(&st);
+        out
     }
 
     fn notify_if_idle(&self, st: &State) {
@@ -464,6 +787,20 @@ impl Router {
             self.idle.notify_waiters();
         }
     }
+}
+
+/// A JSON array of error responses, one per (error, id).
+fn error_batch<'a>(parts: impl Iterator<Item = (&'a RouterError, &'a Id)>) -> Bytes {
+    let mut out = Vec::with_capacity(128);
+    out.push(b'[');
+    for (i, (err, id)) in parts.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&err.to_response(Some(id)));
+    }
+    out.push(b']');
+    Bytes::from(out)
 }
 
 fn queue_full_text(size: usize) -> String {

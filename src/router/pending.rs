@@ -1,37 +1,58 @@
-//! Requests the client is waiting on: id → what was asked, when it expires, where it is.
+//! Requests the client is waiting on, keyed by where they went: (upstream, wire id) →
+//! who asked (session, client id), what was asked, when it expires, where it is.
 //!
-//! Pure bookkeeping with an injected clock: no tasks, no timers, no I/O. The driver asks
-//! for the next deadline and hands back `now`; this module answers which entries expired.
-//! It does not decide what to tell anyone; the router does.
+//! Pure bookkeeping with an injected clock: no tasks, no timers, no I/O. An index by
+//! (session, client id) answers "is this id already in flight for this client" and finds
+//! the entry a client's `notifications/cancelled` names. The driver asks for the next
+//! deadline and hands back `now`; this module answers which entries expired. It does not
+//! decide what to tell anyone; the core does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use super::{SessionId, UpstreamId};
 use crate::wire::Id;
 
 /// Where a pending request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// Held in the outbox until the upstream is ready.
+    /// In the upstream's outbox, not yet taken by a writer.
     Queued,
-    /// Written (or about to be) to the upstream incarnation `gen`.
+    /// Taken by the writer of connection `gen` (written, or about to be).
     Sent { gen: u64 },
 }
 
+/// A request's identity on the upstream side.
+pub type Key = (UpstreamId, Id);
+
 #[derive(Debug, Clone)]
 pub struct Entry {
+    pub session: SessionId,
+    /// The id the client used; the wire id differs only where the router rewrote it.
+    pub client_id: Id,
     pub method: Option<Box<str>>,
     pub arrived: Instant,
     pub stage: Stage,
     deadline: (Instant, u64),
 }
 
-/// The pending table plus its deadline index.
+/// The pending table, its client index and its deadline index.
 #[derive(Debug, Default)]
 pub struct Pending {
-    entries: HashMap<Id, Entry>,
-    deadlines: BTreeMap<(Instant, u64), Id>,
+    entries: HashMap<Key, Entry>,
+    by_client: HashMap<(SessionId, Id), Key>,
+    deadlines: BTreeMap<(Instant, u64), Key>,
     seq: u64,
+}
+
+/// What a new entry records.
+pub struct NewEntry {
+    pub key: Key,
+    pub session: SessionId,
+    pub client_id: Id,
+    pub method: Option<Box<str>>,
+    pub now: Instant,
+    pub timeout: Duration,
 }
 
 impl Pending {
@@ -43,59 +64,61 @@ impl Pending {
         self.entries.is_empty()
     }
 
-    pub fn contains(&self, id: &Id) -> bool {
-        self.entries.contains_key(id)
+    pub fn contains(&self, key: &Key) -> bool {
+        self.entries.contains_key(key)
     }
 
-    pub fn get(&self, id: &Id) -> Option<&Entry> {
-        self.entries.get(id)
+    /// Whether `session` already has a request `id` in flight.
+    pub fn client_has(&self, session: SessionId, id: &Id) -> bool {
+        self.by_client.contains_key(&(session, id.clone()))
     }
 
-    /// Adds a request; returns whether its deadline is now the earliest one.
-    pub fn insert(
-        &mut self,
-        id: Id,
-        method: Option<Box<str>>,
-        now: Instant,
-        timeout: Duration,
-        stage: Stage,
-    ) -> bool {
+    /// The upstream-side key of the client's request `id`.
+    pub fn key_of(&self, session: SessionId, id: &Id) -> Option<&Key> {
+        self.by_client.get(&(session, id.clone()))
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Adds a request (queued); returns whether its deadline is now the earliest one.
+    pub fn insert(&mut self, new: NewEntry) -> bool {
         self.seq += 1;
-        let key = (now + timeout, self.seq);
+        let deadline = (new.now + new.timeout, self.seq);
         let earliest = self
             .deadlines
             .keys()
             .next()
-            .is_none_or(|first| key < *first);
-        self.deadlines.insert(key, id.clone());
+            .is_none_or(|first| deadline < *first);
+        self.deadlines.insert(deadline, new.key.clone());
+        self.by_client
+            .insert((new.session, new.client_id.clone()), new.key.clone());
         let entry = Entry {
-            method,
-            arrived: now,
-            stage,
-            deadline: key,
+            session: new.session,
+            client_id: new.client_id,
+            method: new.method,
+            arrived: new.now,
+            stage: Stage::Queued,
+            deadline,
         };
-        if let Some(old) = self.entries.insert(id, entry) {
+        if let Some(old) = self.entries.insert(new.key, entry) {
             self.deadlines.remove(&old.deadline);
         }
         earliest
     }
 
-    pub fn remove(&mut self, id: &Id) -> Option<Entry> {
-        let entry = self.entries.remove(id)?;
+    pub fn remove(&mut self, key: &Key) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
         self.deadlines.remove(&entry.deadline);
+        self.by_client
+            .remove(&(entry.session, entry.client_id.clone()));
         Some(entry)
     }
 
-    pub fn set_stage(&mut self, id: &Id, stage: Stage) {
-        if let Some(e) = self.entries.get_mut(id) {
+    pub fn set_stage(&mut self, key: &Key, stage: Stage) {
+        if let Some(e) = self.entries.get_mut(key) {
             e.stage = stage;
-        }
-    }
-
-    /// Moves every entry at stage `from` to stage `to`.
-    pub fn restage(&mut self, from: Stage, to: Stage) {
-        for e in self.entries.values_mut().filter(|e| e.stage == from) {
-            e.stage = to;
         }
     }
 
@@ -104,32 +127,39 @@ impl Pending {
     }
 
     /// Removes and returns every entry whose deadline is at or before `now`, oldest first.
-    pub fn take_expired(&mut self, now: Instant) -> Vec<(Id, Entry)> {
+    pub fn take_expired(&mut self, now: Instant) -> Vec<(Key, Entry)> {
         let mut out = Vec::new();
-        while let Some((&key, _)) = self.deadlines.first_key_value() {
-            if key.0 > now {
+        while let Some((&deadline, _)) = self.deadlines.first_key_value() {
+            if deadline.0 > now {
                 break;
             }
-            if let Some(id) = self.deadlines.remove(&key) {
-                if let Some(entry) = self.entries.remove(&id) {
-                    out.push((id, entry));
+            if let Some(key) = self.deadlines.get(&deadline).cloned() {
+                if let Some(entry) = self.remove(&key) {
+                    out.push((key, entry));
+                    continue;
                 }
             }
+            self.deadlines.remove(&deadline);
         }
         out
     }
 
     /// Removes every entry matching `pred`, in no particular order.
-    pub fn take_where(&mut self, mut pred: impl FnMut(&Entry) -> bool) -> Vec<(Id, Entry)> {
-        let ids: Vec<Id> = self
+    pub fn take_where(&mut self, mut pred: impl FnMut(&Key, &Entry) -> bool) -> Vec<(Key, Entry)> {
+        let keys: Vec<Key> = self
             .entries
             .iter()
-            .filter(|(_, e)| pred(e))
-            .map(|(id, _)| id.clone())
+            .filter(|(k, e)| pred(k, e))
+            .map(|(k, _)| k.clone())
             .collect();
-        ids.into_iter()
-            .filter_map(|id| self.remove(&id).map(|e| (id, e)))
+        keys.into_iter()
+            .filter_map(|k| self.remove(&k).map(|e| (k, e)))
             .collect()
+    }
+
+    /// Whether any entry matches `pred`.
+    pub fn any(&self, mut pred: impl FnMut(&Key, &Entry) -> bool) -> bool {
+        self.entries.iter().any(|(k, e)| pred(k, e))
     }
 }
 
@@ -137,44 +167,61 @@ impl Pending {
 mod tests {
     use super::*;
 
+    const UP: UpstreamId = UpstreamId(0);
+    const S: SessionId = SessionId(0);
+
     fn id(n: u32) -> Id {
         Id::router_owned(&format!("r{n}"))
+    }
+
+    fn new(n: u32, now: Instant, secs: u64) -> NewEntry {
+        NewEntry {
+            key: (UP, id(n)),
+            session: S,
+            client_id: id(n),
+            method: None,
+            now,
+            timeout: Duration::from_secs(secs),
+        }
     }
 
     #[test]
     fn expiry_is_ordered_and_exact() {
         let t0 = Instant::now();
         let mut p = Pending::default();
-        assert!(p.insert(id(1), None, t0, Duration::from_secs(10), Stage::Queued));
-        assert!(!p.insert(id(2), None, t0, Duration::from_secs(20), Stage::Queued));
-        assert!(p.insert(id(3), None, t0, Duration::from_secs(5), Stage::Queued));
+        assert!(p.insert(new(1, t0, 10)));
+        assert!(!p.insert(new(2, t0, 20)));
+        assert!(p.insert(new(3, t0, 5)));
         assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(5)));
         assert!(p.take_expired(t0 + Duration::from_secs(4)).is_empty());
         let got: Vec<Id> = p
             .take_expired(t0 + Duration::from_secs(10))
             .into_iter()
-            .map(|(i, _)| i)
+            .map(|((_, i), _)| i)
             .collect();
         assert_eq!(got, vec![id(3), id(1)]);
         assert_eq!(p.len(), 1);
-        assert!(p.remove(&id(2)).is_some());
+        assert!(!p.client_has(S, &id(1)));
+        assert!(p.client_has(S, &id(2)));
+        assert!(p.remove(&(UP, id(2))).is_some());
         assert_eq!(p.next_deadline(), None);
+        assert!(p.by_client.is_empty());
     }
 
     #[test]
-    fn take_where_selects_by_stage() {
+    fn take_where_selects_by_upstream_and_stage() {
         let t0 = Instant::now();
         let mut p = Pending::default();
-        p.insert(
-            id(1),
-            None,
-            t0,
-            Duration::from_secs(1),
-            Stage::Sent { gen: 1 },
-        );
-        p.insert(id(2), None, t0, Duration::from_secs(1), Stage::Queued);
-        let sent = p.take_where(|e| matches!(e.stage, Stage::Sent { gen: 1 }));
+        p.insert(new(1, t0, 1));
+        p.set_stage(&(UP, id(1)), Stage::Sent { gen: 1 });
+        p.insert(new(2, t0, 1));
+        let mut other = new(3, t0, 1);
+        other.key.0 = UpstreamId(1);
+        p.insert(other);
+        p.set_stage(&(UpstreamId(1), id(3)), Stage::Sent { gen: 1 });
+        let sent = p.take_where(|k, e| k.0 == UP && matches!(e.stage, Stage::Sent { gen: 1 }));
         assert_eq!(sent.len(), 1);
-        assert!(p.contains(&id(2)));
+        assert!(p.contains(&(UP, id(2))));
+        assert!(p.contains(&(UpstreamId(1), id(3))));
     }
 }

@@ -1,9 +1,11 @@
-//! The client's own handshake, kept so a new upstream session can be opened transparently.
+//! Session state on both sides of the router: the client's era, and each upstream's
+//! session (the handshake to replay, the version that server agreed to).
 //!
-//! Passive mode: the router never invents a handshake. It remembers the client's
-//! `initialize` (and `notifications/initialized`) exactly as sent, and the protocol version
-//! the server agreed to, so that after an upstream restart or reconnect it can replay them
-//! under a router-owned id. It also tells which era the session is in. No I/O here.
+//! Passive mode: the router never invents a handshake. An upstream's session remembers the
+//! client's `initialize` (and `notifications/initialized`) exactly as sent to it, and the
+//! protocol version that server agreed to, so that after an upstream restart or reconnect
+//! it can replay them under a router-owned id. Upstream state is per upstream: the version
+//! one server negotiated says nothing about another. No I/O here.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -28,8 +30,9 @@ pub struct Handshake {
     pub initialized: Option<Message>,
 }
 
+/// One upstream's session: what to replay on a fresh connection, and what it agreed to.
 #[derive(Debug)]
-pub struct Session {
+pub struct UpstreamSession {
     era: Era,
     initialize: Option<Message>,
     initialized: Option<Message>,
@@ -37,7 +40,7 @@ pub struct Session {
     negotiated: Option<String>,
 }
 
-impl Default for Session {
+impl Default for UpstreamSession {
     fn default() -> Self {
         Self {
             era: Era::Unknown,
@@ -73,7 +76,7 @@ struct MetaParams<'a> {
 
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
-impl Session {
+impl UpstreamSession {
     pub fn era(&self) -> Era {
         self.era
     }
@@ -131,6 +134,15 @@ impl Session {
     }
 }
 
+/// The era a client message announces, if it announces one.
+pub fn era_of(msg: &Message) -> Option<Era> {
+    match msg.method() {
+        Some("initialize") => Some(Era::Handshake),
+        Some(_) if carries_version_meta(msg.raw()) => Some(Era::Stateless),
+        _ => None,
+    }
+}
+
 fn carries_version_meta(raw: &Bytes) -> bool {
     serde_json::from_slice::<MetaProbe>(raw)
         .ok()
@@ -149,7 +161,7 @@ mod tests {
 
     #[test]
     fn handshake_is_kept_only_after_a_successful_reply() {
-        let mut s = Session::default();
+        let mut s = UpstreamSession::default();
         s.observe_client(&msg(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}"#));
         assert_eq!(s.era(), Era::Handshake);
         assert!(s.handshake().is_none());
@@ -165,7 +177,7 @@ mod tests {
 
     #[test]
     fn failed_initialize_leaves_nothing_to_replay() {
-        let mut s = Session::default();
+        let mut s = UpstreamSession::default();
         s.observe_client(&msg(r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#));
         s.observe_initialize_reply(&msg(
             r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32602,"message":"no"}}"#,
@@ -175,7 +187,7 @@ mod tests {
 
     #[test]
     fn stateless_era_is_told_by_meta() {
-        let mut s = Session::default();
+        let mut s = UpstreamSession::default();
         s.observe_client(&msg(r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#));
         assert_eq!(s.era(), Era::Stateless);
         assert!(s.handshake().is_none());

@@ -25,9 +25,11 @@ use serde::Deserialize;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use super::error_chain;
-use super::stdio::Links;
-use crate::router::{cancelled_request_id, Router, UpstreamDecision};
+use crate::router::{cancelled_request_id, Conn, Port};
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -70,8 +72,9 @@ struct Shared {
     url: reqwest::Url,
     headers: HeaderMap,
     max: usize,
-    router: Arc<Router>,
-    to_client: tokio::sync::mpsc::Sender<Bytes>,
+    port: Port,
+    /// HTTP has no connection to lose: one generation for the upstream's whole life.
+    conn: Conn,
     session: Mutex<Option<String>>,
     /// One re-initialization at a time; the others wait and then use its session.
     reinit: tokio::sync::Mutex<()>,
@@ -115,7 +118,7 @@ struct RoutingMeta<'a> {
 
 impl HttpUpstream {
     /// Sends messages until shutdown; never gives up (each failure answers its request).
-    pub async fn run(self, mut links: Links) {
+    pub async fn run(self, port: Port, shutdown: CancellationToken, tracker: TaskTracker) {
         let url = match reqwest::Url::parse(&self.url) {
             Ok(u) => u,
             Err(e) => {
@@ -123,49 +126,55 @@ impl HttpUpstream {
                     "server '{}': '{}' is not a valid URL: {e}",
                     self.name, self.url
                 );
-                super::give_up(&links, text).await;
+                port.give_up(text).await;
                 return;
             }
         };
         let client = match super::http_client(self.connect_timeout, &self.tls) {
             Ok(c) => c,
             Err(e) => {
-                super::give_up(
-                    &links,
-                    format!("server '{}': cannot set up the HTTP client: {e}", self.name),
-                )
+                port.give_up(format!(
+                    "server '{}': cannot set up the HTTP client: {e}",
+                    self.name
+                ))
                 .await;
                 return;
             }
         };
         let headers = super::header_map(&self.name, &self.headers);
+        // There is no connection to wait for: the first POST opens one.
+        let conn = port.connected();
         let shared = Arc::new(Shared {
             name: self.name.clone(),
             client,
             url,
             headers,
             max: self.max_message_size,
-            router: links.router.clone(),
-            to_client: links.to_client.clone(),
+            port: port.clone(),
+            conn,
             session: Mutex::new(None),
             reinit: tokio::sync::Mutex::new(()),
             inflight: Mutex::new(HashMap::new()),
             get_stream: Mutex::new(None),
             param_marks: Mutex::new(Default::default()),
         });
-        // There is no connection to wait for: the first POST opens one.
-        let (_, queued) = links.router.upstream_up();
-        for msg in queued {
-            dispatch(&shared, &links, msg).await;
-        }
-        loop {
-            let next = tokio::select! {
-                _ = links.shutdown.cancelled() => break,
-                m = links.from_router.recv() => m,
-            };
-            match next {
-                Some(out) => dispatch(&shared, &links, out.msg).await,
-                None => break,
+        let mut batch = Vec::with_capacity(64);
+        'run: loop {
+            batch.clear();
+            if !port.pull(conn, &mut batch, 64) {
+                break;
+            }
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'run,
+                    _ = port.ready() => continue,
+                }
+            }
+            for msg in batch.drain(..) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'run,
+                    _ = dispatch(&shared, &tracker, msg) => {}
+                }
             }
         }
         if let Some(h) = lock(&shared.get_stream).take() {
@@ -198,7 +207,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Sends one client message. `initialize`, notifications and responses are sent in order
 /// (the next message waits for their status); a request's reply streams in its own task.
-async fn dispatch(shared: &Arc<Shared>, links: &Links, msg: Message) {
+async fn dispatch(shared: &Arc<Shared>, tracker: &TaskTracker, msg: Message) {
     if msg.method() == Some("notifications/cancelled") {
         if let Some(target) = cancelled_request_id(msg.raw()) {
             // Closing the POST's stream is how 2026-07-28 cancels; in the handshake era the
@@ -216,7 +225,7 @@ async fn dispatch(shared: &Arc<Shared>, links: &Links, msg: Message) {
     let Some(id) = msg.id().cloned() else { return };
     let task_shared = shared.clone();
     let task_id = id.clone();
-    let handle = links.tracker.spawn(
+    let handle = tracker.spawn(
         async move {
             send(task_shared.clone(), msg).await;
             lock(&task_shared.inflight).remove(&task_id);
@@ -247,9 +256,7 @@ async fn send(shared: Arc<Shared>, msg: Message) {
     tracing::warn!(upstream = %shared.name, "{text}");
     if let (Kind::Request, Some(id)) = (msg.kind(), msg.id()) {
         let err = RouterError::new(ErrorKind::UpstreamUnavailable, text);
-        if let Some(reply) = shared.router.fail_request(id, &err) {
-            let _ = shared.to_client.send(reply).await;
-        }
+        shared.port.fail_request(id, &err).await;
     }
 }
 
@@ -302,7 +309,7 @@ fn build_post(shared: &Shared, msg: &Message, session: Option<&str>) -> reqwest:
             }
         }
     } else if msg.method() != Some("initialize") {
-        if let Some(v) = shared.router.negotiated_version() {
+        if let Some(v) = shared.port.negotiated_version() {
             req = req.header(VERSION_HEADER, v);
         }
     }
@@ -471,7 +478,7 @@ async fn resume(shared: &Shared, last_event: &str) -> Result<Response, PostError
     if let Some(s) = lock(&shared.session).clone() {
         req = req.header(SESSION_HEADER, s);
     }
-    if let Some(v) = shared.router.negotiated_version() {
+    if let Some(v) = shared.port.negotiated_version() {
         req = req.header(VERSION_HEADER, v);
     }
     let resp = req.send().await.map_err(|e| {
@@ -514,9 +521,7 @@ async fn deliver(shared: &Shared, msg: Message, swallow: &mut Option<(&Id, &mut 
     if msg.kind() == Kind::Response {
         super::param_headers::learn(msg.raw(), &mut lock(&shared.param_marks));
     }
-    if let UpstreamDecision::Deliver(bytes) = shared.router.from_upstream(msg) {
-        let _ = shared.to_client.send(bytes).await;
-    }
+    shared.port.deliver(shared.conn, msg).await;
 }
 
 /// The server forgot the session: replay the client's handshake without a session id.
@@ -527,11 +532,11 @@ async fn reinitialize(shared: &Shared) -> Result<(), String> {
         return Ok(()); // someone else already did it
     }
     *lock(&shared.session) = None;
-    let Some(hs) = shared.router.handshake() else {
+    let Some(hs) = shared.port.handshake() else {
         return Err(format!("server '{}' lost the session and the client's handshake is not known, so it cannot be restored", shared.name));
     };
     tracing::info!(upstream = %shared.name, "session expired on the server; replaying the client's handshake");
-    let id = Id::router_owned("mcp-router-reinit");
+    let id = shared.port.fresh_id("reinit");
     let init = hs.initialize.with_id(&id);
     let resp = build_post(shared, &init, None).send().await.map_err(|e| {
         format!(
@@ -597,7 +602,7 @@ fn start_get_stream(shared: &Shared) {
         shared.headers.clone(),
         shared.name.clone(),
     );
-    let (router, to_client, max) = (shared.router.clone(), shared.to_client.clone(), shared.max);
+    let (port, conn, max) = (shared.port.clone(), shared.conn, shared.max);
     let task = tokio::spawn(
         async move {
             let mut last_event: Option<String> = None;
@@ -608,7 +613,7 @@ fn start_get_stream(shared: &Shared) {
                     .headers(headers.clone())
                     .header(ACCEPT, "text/event-stream")
                     .header(SESSION_HEADER, &session);
-                if let Some(v) = router.negotiated_version() {
+                if let Some(v) = port.negotiated_version() {
                     req = req.header(VERSION_HEADER, v);
                 }
                 if let Some(id) = &last_event {
@@ -628,9 +633,7 @@ fn start_get_stream(shared: &Shared) {
                                 continue;
                             }
                             if let Ok(msg) = Message::parse(Bytes::from(event.data)) {
-                                if let UpstreamDecision::Deliver(bytes) = router.from_upstream(msg) {
-                                    let _ = to_client.send(bytes).await;
-                                }
+                                port.deliver(conn, msg).await;
                             }
                         }
                     }

@@ -1,20 +1,27 @@
 //! Upstreams: one supervisor task per MCP server, owning its connection or child process.
 //!
-//! The router hands each upstream [`Outgoing`](crate::router::Outgoing) messages (the
-//! original bytes plus the envelope parsed once at the edge) through a bounded channel;
-//! the upstream writes them, reads what comes back, asks the router what to
-//! do with each message, and sends deliverable bytes to the client writer. Reading and
-//! writing run in separate tasks so a peer that stops reading can never stop us reading it.
-//! Only transports live here; routing decisions do not.
+//! `spec` turns the configuration into upstreams and starts them; `supervisor` is the one
+//! loop (connect, replay, pull-and-write, keepalive, reconnect) every connection-shaped
+//! transport shares, with a connector per transport (`stdio`, `ws`, `sse`, `gateway`);
+//! Streamable HTTP (`http`) keeps its request-per-POST shape. Each reaches the routing
+//! core only through its [`Port`](crate::router::Port): it pulls messages from the
+//! outbox the core owns and hands what it reads to the core, which routes replies to the
+//! client session that asked. Reading and writing run in separate tasks so a peer that
+//! stops reading can never stop us reading it. Only transports live here; routing
+//! decisions do not.
 
 pub mod detect;
 pub mod gateway;
 pub mod http;
 mod param_headers;
 mod reconnect;
+pub mod spec;
 pub mod sse;
 pub mod stdio;
+mod supervisor;
 pub mod ws;
+
+pub use spec::{spawn, Spec};
 
 /// Why an upstream cannot be used in this build (`None`: it can).
 pub fn unsupported_target(url: &str) -> Option<String> {
@@ -99,47 +106,6 @@ pub(crate) fn http_client(
 pub fn is_legacy_sse(url: &str) -> bool {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     path.trim_end_matches('/').ends_with("/sse")
-}
-
-/// The upstream cannot be used at all: fail everything waiting, and answer every later
-/// request at once with `text`.
-pub(crate) async fn give_up(links: &stdio::Links, text: String) {
-    tracing::error!("{text}");
-    let err = crate::wire::RouterError::new(crate::wire::ErrorKind::UpstreamUnavailable, text);
-    for reply in links.router.upstream_failed(err) {
-        if links.to_client.send(reply).await.is_err() {
-            break;
-        }
-    }
-}
-
-/// The id a connection-based upstream (WebSocket, SSE, gateway) gives the replayed
-/// `initialize`, so its reply can be told apart and swallowed.
-pub(crate) fn replay_id() -> crate::wire::Id {
-    crate::wire::Id::router_owned("mcp-router-replay")
-}
-
-/// While a handshake is replayed on a new connection: `Some(outcome)` when `bytes` is the
-/// reply to the replayed `initialize` (`id`), `None` for anything else (dropped: the
-/// client has no requests on the new connection yet).
-pub(crate) fn replay_reply(
-    id: &crate::wire::Id,
-    bytes: bytes::Bytes,
-) -> Option<Result<(), String>> {
-    let msg = crate::wire::Message::parse(bytes).ok()?;
-    (msg.kind() == crate::wire::Kind::Response && msg.id() == Some(id)).then(|| {
-        replay_outcome(&msg).map_err(|e| format!("the server refused the replayed initialize: {e}"))
-    })
-}
-
-/// Waits (up to `timeout`) for `wait`, the search for the replayed `initialize`'s reply.
-pub(crate) async fn await_replay(
-    timeout: std::time::Duration,
-    wait: impl std::future::Future<Output = Result<(), String>>,
-) -> Result<(), String> {
-    tokio::time::timeout(timeout, wait)
-        .await
-        .map_err(|_| "no answer to the replayed initialize".to_owned())?
 }
 
 /// Whether the server accepted a replayed `initialize`: its reply's `error` member, if any.

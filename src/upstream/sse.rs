@@ -2,280 +2,228 @@
 //! `endpoint` event, `POST` each client message there (`202`), read every reply and
 //! server message as `message` events on the stream.
 //!
-//! The stream is the session: when it drops, the requests it carried get an error, it is
-//! opened again with backoff, and the client's handshake is replayed on the new session
-//! (reply swallowed) before anything queued is sent. POSTs are sent in order, one at a
-//! time (they answer at once; the replies come on the stream).
+//! The stream is the connection: the connector opens it and waits for the endpoint
+//! (which must be on the SSE URL's own origin: the bearer token and headers go with every
+//! POST, and must never be sent elsewhere); the supervisor does the rest. POSTs go in
+//! order, one at a time (they answer at once; the replies come on the stream), each
+//! bounded by `local.request_timeout_ms`.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
-use tracing::Instrument;
 
 use super::error_chain;
-use super::reconnect::{connection_lost, End, Pacing};
-use super::stdio::Links;
-use crate::config::ReconnectPolicy;
-use crate::router::{Handshake, Router, UpstreamDecision};
+use super::supervisor::{ConnectError, Inbound, SendError};
+use crate::telemetry::redact;
+use crate::wire::id_scan::IdScanner;
 use crate::wire::Message;
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
 
-/// Everything a legacy SSE supervisor needs.
-pub struct SseUpstream {
+/// How to open a session with the server.
+pub struct Connector {
     pub name: String,
     pub url: String,
     /// Extra headers on every request (values may be secrets).
     pub headers: BTreeMap<String, String>,
     pub connect_timeout: Duration,
     pub tls: crate::config::TlsConfig,
-    pub reconnect: ReconnectPolicy,
     pub max_message_size: usize,
     pub request_timeout: Duration,
+    /// Built on first use, then reused by every connection (keep-alive pool).
+    pub client: Option<reqwest::Client>,
 }
 
-/// What a running supervisor uses to talk HTTP.
-struct Http {
+pub struct Writer {
+    name: String,
     client: reqwest::Client,
     headers: HeaderMap,
-}
-
-/// An open SSE session: where to POST, and the rest of the stream.
-struct Session {
     endpoint: reqwest::Url,
-    events: Events,
+    timeout: Duration,
 }
 
-impl SseUpstream {
-    pub async fn run(self, mut links: Links) {
-        let http = match super::http_client(self.connect_timeout, &self.tls) {
-            Ok(client) => Http {
-                client,
-                headers: super::header_map(&self.name, &self.headers),
-            },
-            Err(e) => {
-                super::give_up(
-                    &links,
-                    format!("server '{}': cannot set up the HTTP client: {e}", self.name),
-                )
-                .await;
-                return;
-            }
-        };
-        let mut pacing = Pacing::new(&self.name, &self.reconnect);
-        loop {
-            let started = Instant::now();
-            let end = tokio::select! {
-                _ = links.shutdown.cancelled() => End::Shutdown,
-                s = self.open(&http) => match s {
-                    Ok(session) => self.connection(&http, session, &mut links).await,
-                    Err(e) => End::Lost(e),
-                },
-            };
-            let End::Lost(reason) = end else { return };
-            if !pacing.wait(started, &reason, &links).await {
-                return;
-            }
+pub struct Reader {
+    name: String,
+    events: Events,
+    max: usize,
+}
+
+impl Connector {
+    fn client(&mut self) -> Result<reqwest::Client, ConnectError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
         }
+        let c = super::http_client(self.connect_timeout, &self.tls).map_err(|e| {
+            ConnectError::Permanent(format!(
+                "server '{}': cannot set up the HTTP client: {e}",
+                self.name
+            ))
+        })?;
+        self.client = Some(c.clone());
+        Ok(c)
     }
 
     /// GETs the stream and waits for the `endpoint` event.
-    async fn open(&self, http: &Http) -> Result<Session, String> {
+    pub(crate) async fn connect(&mut self) -> Result<(Writer, Reader), ConnectError> {
+        let client = self.client()?;
+        let shown = redact::url(&self.url);
         let base = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("'{}' is not a valid URL: {e}", self.url))?;
-        let resp = http
-            .client
+            .map_err(|e| ConnectError::Permanent(format!("'{shown}' is not a valid URL: {e}")))?;
+        let headers = super::header_map(&self.name, &self.headers);
+        let resp = client
             .get(base.clone())
-            .headers(http.headers.clone())
+            .headers(headers.clone())
             .header(ACCEPT, "text/event-stream")
-            .send()
+            .send();
+        let resp = tokio::time::timeout(self.request_timeout, resp)
             .await
+            .map_err(|_| {
+                ConnectError::Retry(format!(
+                    "server '{}' at {shown} did not answer the SSE GET within {:?}",
+                    self.name, self.request_timeout
+                ))
+            })?
             .map_err(|e| {
-                format!(
-                    "cannot reach server '{}' at {}: {}",
+                ConnectError::Retry(format!(
+                    "cannot reach server '{}' at {shown}: {}",
                     self.name,
-                    self.url,
-                    error_chain(&e)
-                )
+                    error_chain(&e.without_url())
+                ))
             })?;
         if !resp.status().is_success() {
-            return Err(format!(
+            return Err(ConnectError::Retry(format!(
                 "server '{}' answered the SSE GET with HTTP {}",
                 self.name,
                 resp.status()
-            ));
+            )));
         }
         let mut events: Events = Box::pin(resp.bytes_stream().eventsource());
         let wait = async {
             while let Some(event) = events.next().await {
-                let event = event.map_err(|e| format!("the SSE stream broke: {e}"))?;
+                let event = event.map_err(|e| {
+                    ConnectError::Retry(format!(
+                        "server '{}': the SSE stream broke: {e}",
+                        self.name
+                    ))
+                })?;
                 if event.event == "endpoint" {
-                    return base
-                        .join(event.data.trim())
-                        .map_err(|e| format!("bad endpoint '{}': {e}", event.data));
+                    let endpoint = base.join(event.data.trim()).map_err(|e| {
+                        ConnectError::Retry(format!(
+                            "server '{}' sent an endpoint that is not a URL ({e})",
+                            self.name
+                        ))
+                    })?;
+                    if endpoint.origin() != base.origin() {
+                        // Permanent: a server that points elsewhere is misconfigured or
+                        // hostile, and retrying would not change its answer.
+                        return Err(ConnectError::Permanent(format!(
+                            "server '{}': its SSE endpoint event names another origin ({}) than {}; refusing to send messages and credentials there",
+                            self.name,
+                            redact::url(endpoint.as_str()),
+                            shown
+                        )));
+                    }
+                    return Ok(endpoint);
                 }
             }
-            Err("the SSE stream ended before the endpoint event".to_owned())
+            Err(ConnectError::Retry(format!(
+                "server '{}': the SSE stream ended before the endpoint event",
+                self.name
+            )))
         };
         let endpoint = tokio::time::timeout(self.request_timeout, wait)
             .await
-            .map_err(|_| format!("server '{}' sent no endpoint event", self.name))??;
-        tracing::info!(upstream = %self.name, %endpoint, "SSE session open");
-        Ok(Session { endpoint, events })
+            .map_err(|_| {
+                ConnectError::Retry(format!("server '{}' sent no endpoint event", self.name))
+            })??;
+        tracing::info!(upstream = %self.name, endpoint = %redact::url(endpoint.as_str()), "SSE session open");
+        Ok((
+            Writer {
+                name: self.name.clone(),
+                client,
+                headers,
+                endpoint,
+                timeout: self.request_timeout,
+            },
+            Reader {
+                name: self.name.clone(),
+                events,
+                max: self.max_message_size,
+            },
+        ))
     }
+}
 
-    async fn post(&self, http: &Http, endpoint: &reqwest::Url, body: Bytes) -> Result<(), String> {
-        let resp = http
+impl Writer {
+    pub(crate) async fn feed(&mut self, msg: Message) -> Result<(), SendError> {
+        let post = self
             .client
-            .post(endpoint.clone())
-            .headers(http.headers.clone())
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
+            .body(msg.into_raw())
+            .send();
+        let resp = tokio::time::timeout(self.timeout, post)
             .await
+            .map_err(|_| {
+                SendError::Broken(format!(
+                    "server '{}' did not accept a message within {:?}",
+                    self.name, self.timeout
+                ))
+            })?
             .map_err(|e| {
-                format!(
+                SendError::Broken(format!(
                     "posting to server '{}' failed: {}",
                     self.name,
-                    error_chain(&e)
-                )
+                    error_chain(&e.without_url())
+                ))
             })?;
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(format!(
+            Err(SendError::Broken(format!(
                 "server '{}' refused a message with HTTP {}",
                 self.name,
                 resp.status()
-            ))
+            )))
         }
-    }
-
-    async fn connection(&self, http: &Http, mut session: Session, links: &mut Links) -> End {
-        if let Some(hs) = links.router.handshake() {
-            if let Err(e) = self.replay(http, &mut session, hs).await {
-                return End::Lost(format!("session replay failed: {e}"));
-            }
-            tracing::info!(upstream = %self.name, "client session replayed on the new SSE session");
-        }
-        let reader = tokio::spawn(
-            read_events(
-                session.events,
-                links.router.clone(),
-                links.to_client.clone(),
-                self.max_message_size,
-            )
-            .instrument(tracing::info_span!("sse_reader", upstream = %self.name)),
-        );
-        let mut reader = std::pin::pin!(reader);
-        let (gen, queued) = links.router.upstream_up();
-        let mut result = Ok(());
-        for msg in queued {
-            if result.is_ok() {
-                result = self.post(http, &session.endpoint, msg.into_raw()).await;
-            }
-        }
-        let reason = loop {
-            if let Err(e) = &result {
-                break e.clone();
-            }
-            tokio::select! {
-                _ = links.shutdown.cancelled() => {
-                    reader.abort();
-                    return End::Shutdown;
-                }
-                r = &mut reader => {
-                    break match r {
-                        Ok(why) => format!("server '{}' {why}", self.name),
-                        Err(_) => format!("server '{}' stream reader stopped", self.name),
-                    };
-                }
-                out = links.from_router.recv() => {
-                    let Some(out) = out else {
-                        reader.abort();
-                        return End::Shutdown;
-                    };
-                    if out.gen == gen {
-                        result = self.post(http, &session.endpoint, out.msg.into_raw()).await;
-                    }
-                }
-            }
-        };
-        reader.abort();
-        connection_lost(&self.name, reason, links).await
-    }
-
-    async fn replay(
-        &self,
-        http: &Http,
-        session: &mut Session,
-        hs: Handshake,
-    ) -> Result<(), String> {
-        let id = super::replay_id();
-        self.post(
-            http,
-            &session.endpoint,
-            hs.initialize.with_id(&id).into_raw(),
-        )
-        .await?;
-        let wait = async {
-            while let Some(event) = session.events.next().await {
-                let event = event.map_err(|e| format!("the SSE stream broke: {e}"))?;
-                if let Some(outcome) = super::replay_reply(&id, Bytes::from(event.data)) {
-                    return outcome;
-                }
-            }
-            Err("the stream ended during the replay".to_owned())
-        };
-        super::await_replay(self.request_timeout, wait).await?;
-        if let Some(initialized) = hs.initialized {
-            self.post(http, &session.endpoint, initialized.into_raw())
-                .await?;
-        }
-        Ok(())
     }
 }
 
-/// Reads `message` events until the stream ends; returns why it ended.
-async fn read_events(
-    mut events: Events,
-    router: Arc<Router>,
-    to_client: tokio::sync::mpsc::Sender<Bytes>,
-    max: usize,
-) -> String {
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => return format!("SSE stream failed: {e}"),
-        };
-        if event.data.is_empty() || !(event.event.is_empty() || event.event == "message") {
-            continue;
-        }
-        if event.data.len() > max {
-            tracing::warn!(
-                len = event.data.len(),
-                "dropping an SSE message over the size limit"
-            );
-            continue;
-        }
-        match Message::parse(Bytes::from(event.data)) {
-            Ok(msg) => {
-                if let UpstreamDecision::Deliver(bytes) = router.from_upstream(msg) {
-                    if to_client.send(bytes).await.is_err() {
-                        return "client is gone".into();
-                    }
+impl Reader {
+    /// The next `message` event.
+    pub(crate) async fn next(&mut self) -> Inbound {
+        while let Some(event) = self.events.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    return Inbound::Ended(format!("server '{}' SSE stream failed: {e}", self.name))
+                }
+            };
+            if event.data.is_empty() || !(event.event.is_empty() || event.event == "message") {
+                continue;
+            }
+            if event.data.len() > self.max {
+                let mut scan = IdScanner::new();
+                scan.feed(event.data.as_bytes());
+                return Inbound::Oversized {
+                    id: scan.id(),
+                    len: event.data.len(),
+                    limit: self.max,
+                };
+            }
+            match Message::parse(Bytes::from(event.data)) {
+                Ok(msg) => return Inbound::Message(msg),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, "server sent an SSE message that is not JSON-RPC (ignored): {e}")
                 }
             }
-            Err(e) => {
-                tracing::warn!("server sent an SSE message that is not JSON-RPC (ignored): {e}")
-            }
         }
+        Inbound::Ended(format!("server '{}' closed the SSE stream", self.name))
     }
-    "closed the SSE stream".into()
 }

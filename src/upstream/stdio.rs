@@ -1,127 +1,66 @@
 //! A stdio MCP server: a child process speaking newline-delimited JSON-RPC.
 //!
-//! The supervisor owns the child for its whole life: spawn (own process group, so the
-//! whole tree can be ended), replay the client's handshake on a fresh child, flush what
-//! queued meanwhile, write the client's messages, restart with backoff when it exits, and
-//! on shutdown close its stdin, give it a grace period, then end its process group. The
-//! child's stdout is read by a separate task (so a child that stops reading its stdin can't
-//! stop us reading its stdout); its stderr goes to our log tagged with the server name.
-//! Ends when the shutdown token fires or the child can no longer be started.
+//! The connector starts one child per incarnation (its own process group, so the whole
+//! tree can be ended); the supervisor does the rest (replay, pull-and-write, restart with
+//! backoff). The writer owns the child's stdin; a waiter task owns the child and reports
+//! its exit; the reader owns its stdout and, when the child goes away, lets it deliver
+//! what it still wrote for a moment, then says how it ended. Stderr goes to our log tagged
+//! with the server's name. Shutdown: close stdin, grace period, SIGTERM the group, SIGKILL.
 
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::future::{Fuse, FusedFuture, FutureExt};
 use futures_util::StreamExt;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{ReconnectPolicy, StdioCommand};
-use crate::resilience::backoff::Backoff;
-use crate::router::{Outgoing, Router, UpstreamDecision};
-use crate::wire::{
-    release_after_large, ErrorKind, Frame, Id, Kind, Message, NdjsonCodec, RouterError,
-};
+use super::supervisor::{ConnectError, Inbound, SendError};
+use crate::config::StdioCommand;
+use crate::wire::{release_after_large, Frame, Message, NdjsonCodec};
 
-/// A child that stayed up this long has recovered: the backoff starts over.
-const HEALTHY_UPTIME: Duration = Duration::from_secs(10);
 /// After a child exits, how long its stdout may keep delivering buffered replies.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 /// Between SIGTERM and SIGKILL to the process group.
 const TERM_TO_KILL: Duration = Duration::from_millis(500);
+/// Read buffer for the server's stdout.
+const READ_BUFFER: usize = 64 * 1024;
 
-/// The stdout reader task; fused so it can be awaited again after it ended.
-type Reader = Fuse<tokio::task::JoinHandle<()>>;
-
-/// Waits (bounded) for the reader to deliver what the child wrote before it went away.
-async fn drain(reader: &mut Reader) {
-    if !reader.is_terminated() {
-        let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, reader).await;
-    }
-}
-
-/// Everything a stdio supervisor needs.
-pub struct StdioUpstream {
+/// How to start the server.
+pub struct Connector {
     pub name: String,
     pub command: StdioCommand,
-    pub reconnect: ReconnectPolicy,
     pub max_message_size: usize,
     pub write_buffer_size: usize,
-    pub request_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
-/// Channels and shared state the supervisor works with.
-pub struct Links {
-    pub router: Arc<Router>,
-    pub from_router: mpsc::Receiver<Outgoing>,
-    pub to_client: mpsc::Sender<Bytes>,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
+/// `None` while the child runs; then how it ended.
+type Exit = watch::Receiver<Option<String>>;
+
+pub struct Writer {
+    name: String,
+    stdin: BufWriter<ChildStdin>,
+    pid: Option<u32>,
+    exit: Exit,
+    grace: Duration,
 }
 
-/// How one incarnation of the child ended.
-enum End {
-    Shutdown,
-    Exited(String),
+pub struct Reader {
+    name: String,
+    frames: FramedRead<ChildStdout, NdjsonCodec>,
+    pid: Option<u32>,
+    exit: Exit,
+    max: usize,
 }
 
-impl StdioUpstream {
-    /// Runs the supervisor until shutdown or until the child can no longer be started.
-    pub async fn run(self, mut links: Links) {
-        let mut backoff = Backoff::new(self.reconnect.clone());
-        loop {
-            let started = Instant::now();
-            let end = match self.spawn() {
-                Ok(child) => self.incarnation(child, &mut links).await,
-                Err(err) => {
-                    let permanent = matches!(
-                        err.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                    );
-                    let text = self.spawn_error_text(&err);
-                    if permanent {
-                        super::give_up(&links, text).await;
-                        return;
-                    }
-                    tracing::error!(upstream = %self.name, "{text}");
-                    End::Exited(text)
-                }
-            };
-            let reason = match end {
-                End::Shutdown => return,
-                End::Exited(reason) => reason,
-            };
-            if started.elapsed() >= HEALTHY_UPTIME {
-                backoff.reset();
-            }
-            let Some(delay) = backoff.next_delay(rand::random::<f64>()) else {
-                let text = format!(
-                    "server '{}' could not be kept running: {reason}; gave up after {} restarts (reconnect.max_attempts)",
-                    self.name,
-                    backoff.failures().saturating_sub(1)
-                );
-                super::give_up(&links, text).await;
-                return;
-            };
-            tracing::info!(upstream = %self.name, delay_ms = delay.as_millis() as u64, attempt = backoff.failures(), "restarting server");
-            tokio::select! {
-                _ = links.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
-
-    fn spawn(&self) -> std::io::Result<Child> {
+impl Connector {
+    pub(crate) fn connect(&self, tracker: &TaskTracker) -> Result<(Writer, Reader), ConnectError> {
         let mut cmd = Command::new(&self.command.program);
         cmd.args(&self.command.args)
             .envs(&self.command.env)
@@ -135,9 +74,56 @@ impl StdioUpstream {
         if let Some(cwd) = &self.command.cwd {
             cmd.current_dir(cwd);
         }
-        let child = cmd.spawn()?;
-        tracing::info!(upstream = %self.name, pid = child.id(), program = %self.command.program, "server started");
-        Ok(child)
+        let mut child = cmd.spawn().map_err(|err| {
+            let text = self.spawn_error_text(&err);
+            match err.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    ConnectError::Permanent(text)
+                }
+                _ => {
+                    tracing::error!(upstream = %self.name, "{text}");
+                    ConnectError::Retry(text)
+                }
+            }
+        })?;
+        let pid = child.id();
+        tracing::info!(upstream = %self.name, pid, program = %self.command.program, "server started");
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ConnectError::Retry(
+                "child process has no stdio pipes".into(),
+            ));
+        };
+        let span = || tracing::info_span!("stderr", upstream = %self.name);
+        tracker.spawn(log_stderr(stderr, self.max_message_size).instrument(span()));
+        let (exit_tx, exit) = watch::channel(None);
+        tracker.spawn(
+            async move {
+                let status = child.wait().await;
+                let _ = exit_tx.send(Some(describe_exit(status)));
+            }
+            .instrument(tracing::info_span!("child", upstream = %self.name)),
+        );
+        let writer = Writer {
+            name: self.name.clone(),
+            stdin: BufWriter::with_capacity(self.write_buffer_size, stdin),
+            pid,
+            exit: exit.clone(),
+            grace: self.shutdown_grace,
+        };
+        let reader = Reader {
+            name: self.name.clone(),
+            frames: FramedRead::with_capacity(
+                stdout,
+                NdjsonCodec::new(self.max_message_size),
+                READ_BUFFER,
+            ),
+            pid,
+            exit,
+            max: self.max_message_size,
+        };
+        Ok((writer, reader))
     }
 
     fn spawn_error_text(&self, err: &std::io::Error) -> String {
@@ -156,204 +142,134 @@ impl StdioUpstream {
             self.name, self.command.program
         )
     }
+}
 
-    /// One child, from spawn to exit.
-    async fn incarnation(&self, mut child: Child, links: &mut Links) -> End {
-        let pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return End::Exited("child process has no stdio pipes".into());
-        };
-        let name = self.name.clone();
-        links.tracker.spawn(
-            log_stderr(stderr, self.max_message_size)
-                .instrument(tracing::info_span!("stderr", upstream = %name)),
-        );
-        let mut stdin = BufWriter::with_capacity(self.write_buffer_size, stdin);
-        let replay = links.router.handshake();
-        let (replay_tx, replay_rx) = oneshot::channel();
-        let replay_id = replay
-            .as_ref()
-            .map(|_| Id::router_owned(&format!("mcp-router-replay-{}", pid.unwrap_or(0))));
-        let mut reader = links
-            .tracker
-            .spawn(
-                read_stdout(
-                    stdout,
-                    links.router.clone(),
-                    links.to_client.clone(),
-                    self.max_message_size,
-                    replay_id.clone().map(|id| (id, replay_tx)),
-                )
-                .instrument(tracing::info_span!("stdout", upstream = %name)),
-            )
-            .fuse();
-
-        if let (Some(hs), Some(id)) = (replay, replay_id) {
-            let init = hs.initialize.with_id(&id);
-            let done = async {
-                write_line(&mut stdin, init.raw()).await?;
-                stdin.flush().await?;
-                match tokio::time::timeout(self.request_timeout, replay_rx).await {
-                    Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(e))) => {
-                        return Err(std::io::Error::other(format!(
-                            "the server refused the replayed initialize: {e}"
-                        )))
-                    }
-                    _ => {
-                        return Err(std::io::Error::other(
-                            "no answer to the replayed initialize",
-                        ))
-                    }
-                }
-                if let Some(initialized) = &hs.initialized {
-                    write_line(&mut stdin, initialized.raw()).await?;
-                }
-                Ok::<(), std::io::Error>(())
-            };
-            let outcome = tokio::select! {
-                r = done => r,
-                _ = links.shutdown.cancelled() => {
-                    self.stop(child, stdin, reader).await;
-                    return End::Shutdown;
-                }
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(upstream = %self.name, "session replay failed: {e}");
-                self.stop(child, stdin, reader).await;
-                return End::Exited(format!("session replay failed: {e}"));
-            }
-            tracing::info!(upstream = %self.name, "client session replayed on the new server process");
-        }
-
-        let (gen, queued) = links.router.upstream_up();
-        let mut write_result = async {
-            for msg in &queued {
-                write_line(&mut stdin, msg.raw()).await?;
-            }
-            stdin.flush().await
-        }
-        .await;
-
-        let end = loop {
-            if let Err(e) = &write_result {
-                tracing::debug!(upstream = %self.name, "write to server failed: {e}");
-                break self.wait_exit(&mut child, &mut reader).await;
-            }
-            tokio::select! {
-                _ = links.shutdown.cancelled() => {
-                    self.stop(child, stdin, reader).await;
-                    return End::Shutdown;
-                }
-                status = child.wait() => {
-                    drain(&mut reader).await;
-                    break describe_exit(status);
-                }
-                _ = &mut reader, if !reader.is_terminated() => {
-                    // stdout closed while the process lives on: it can no longer answer.
-                    break self.wait_exit(&mut child, &mut reader).await;
-                }
-                out = links.from_router.recv() => {
-                    let Some(out) = out else {
-                        self.stop(child, stdin, reader).await;
-                        return End::Shutdown;
-                    };
-                    // A child that stops reading must not make us deaf to shutdown.
-                    let written = tokio::select! {
-                        r = self.write_batch(&mut stdin, out, gen, &mut links.from_router) => Some(r),
-                        _ = links.shutdown.cancelled() => None,
-                    };
-                    match written {
-                        Some(r) => write_result = r,
-                        None => {
-                            self.stop(child, stdin, reader).await;
-                            return End::Shutdown;
-                        }
-                    }
-                }
-            }
-        };
-        kill_group(pid, Signal::SIGKILL);
-        let reason = format!("server '{}' {end}", self.name);
-        tracing::warn!(upstream = %self.name, "{reason}");
-        let err = RouterError::new(
-            ErrorKind::UpstreamExited,
-            format!("{reason} before answering this request; it will be restarted"),
-        );
-        for reply in links.router.upstream_down(&err) {
-            if links.to_client.send(reply).await.is_err() {
-                break;
-            }
-        }
-        End::Exited(end)
+impl Writer {
+    pub(crate) async fn feed(&mut self, msg: Message) -> Result<(), SendError> {
+        let broken = |e: std::io::Error| SendError::Broken(e.to_string());
+        self.stdin.write_all(msg.raw()).await.map_err(broken)?;
+        self.stdin.write_all(b"\n").await.map_err(broken)
     }
 
-    /// Writes `first` and whatever else is already waiting, then flushes once.
-    async fn write_batch(
-        &self,
-        stdin: &mut BufWriter<ChildStdin>,
-        first: Outgoing,
-        gen: u64,
-        rx: &mut mpsc::Receiver<Outgoing>,
-    ) -> std::io::Result<()> {
-        let mut next = Some(first);
-        while let Some(out) = next {
-            // Stamped for an incarnation that died: it was already answered with an error.
-            if out.gen == gen {
-                write_line(stdin, out.msg.raw()).await?;
-            }
-            next = rx.try_recv().ok();
-        }
-        stdin.flush().await
-    }
-
-    async fn wait_exit(&self, child: &mut Child, reader: &mut Reader) -> String {
-        kill_group(child.id(), Signal::SIGTERM);
-        let status = tokio::time::timeout(TERM_TO_KILL, child.wait()).await;
-        drain(reader).await;
-        match status {
-            Ok(status) => describe_exit(status),
-            Err(_) => {
-                kill_group(child.id(), Signal::SIGKILL);
-                describe_exit(child.wait().await)
-            }
-        }
+    pub(crate) async fn flush(&mut self) -> Result<(), String> {
+        self.stdin.flush().await.map_err(|e| e.to_string())
     }
 
     /// Graceful stop: close stdin, wait the grace period, then end the process group.
-    async fn stop(&self, mut child: Child, mut stdin: BufWriter<ChildStdin>, mut reader: Reader) {
-        let pid = child.id();
+    pub(crate) async fn close(self) {
+        let Writer {
+            name,
+            mut stdin,
+            pid,
+            mut exit,
+            grace,
+        } = self;
         // Bounded: a child that stopped reading would otherwise hold shutdown forever.
-        let _ = tokio::time::timeout(self.shutdown_grace, stdin.flush()).await;
+        let _ = tokio::time::timeout(grace, stdin.flush()).await;
         drop(stdin);
-        let exited = tokio::time::timeout(self.shutdown_grace, child.wait()).await;
-        match exited {
-            Ok(status) => {
-                tracing::info!(upstream = %self.name, "server {} after its stdin was closed", describe_exit(status));
+        match tokio::time::timeout(grace, wait_exit(&mut exit)).await {
+            Ok(how) => {
+                tracing::info!(upstream = %name, "server {how} after its stdin was closed");
                 // The leader is gone; anything it left in its group goes too.
                 kill_group(pid, Signal::SIGTERM);
             }
             Err(_) => {
-                tracing::warn!(upstream = %self.name, grace_ms = self.shutdown_grace.as_millis() as u64, "server did not exit after its stdin was closed; terminating its process group");
+                tracing::warn!(upstream = %name, grace_ms = grace.as_millis() as u64, "server did not exit after its stdin was closed; terminating its process group");
                 kill_group(pid, Signal::SIGTERM);
-                if tokio::time::timeout(TERM_TO_KILL, child.wait())
+                if tokio::time::timeout(TERM_TO_KILL, wait_exit(&mut exit))
                     .await
                     .is_err()
                 {
                     kill_group(pid, Signal::SIGKILL);
-                    let _ = child.wait().await;
+                    let _ = wait_exit(&mut exit).await;
                 }
             }
         }
-        drain(&mut reader).await;
+    }
+
+    /// The incarnation is over: nothing of its process group may linger.
+    pub(crate) fn discard(self) {
+        kill_group(self.pid, Signal::SIGKILL);
     }
 }
 
-async fn write_line(w: &mut BufWriter<ChildStdin>, bytes: &[u8]) -> std::io::Result<()> {
-    w.write_all(bytes).await?;
-    w.write_all(b"\n").await
+/// Resolves with how the child ended.
+async fn wait_exit(exit: &mut Exit) -> String {
+    match exit.wait_for(Option::is_some).await {
+        Ok(how) => how.clone().unwrap_or_default(),
+        Err(_) => "ended".to_owned(),
+    }
+}
+
+impl Reader {
+    pub(crate) async fn next(&mut self) -> Inbound {
+        let mut drain_until: Option<tokio::time::Instant> = None;
+        loop {
+            let frame = tokio::select! {
+                f = self.frames.next() => f,
+                _ = self.exit.changed(), if drain_until.is_none() => {
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                    continue;
+                }
+                _ = sleep_until(drain_until), if drain_until.is_some() => {
+                    return self.ended().await;
+                }
+            };
+            match frame {
+                Some(Ok(Frame::Line(bytes))) => {
+                    release_after_large(self.frames.read_buffer_mut(), bytes.len(), READ_BUFFER);
+                    match Message::parse(bytes) {
+                        Ok(msg) => return Inbound::Message(msg),
+                        Err(e) => {
+                            tracing::warn!(upstream = %self.name, "server wrote something that is not a JSON-RPC message on stdout (ignored): {e}")
+                        }
+                    }
+                }
+                Some(Ok(Frame::Oversized { id, len })) => {
+                    return Inbound::Oversized {
+                        id,
+                        len,
+                        limit: self.max,
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(upstream = %self.name, "reading server stdout failed: {e}");
+                    return self.ended().await;
+                }
+                None => return self.ended().await,
+            }
+        }
+    }
+
+    /// Stdout is closed (or the drain after exit is over): make sure the process is gone
+    /// and say how it ended.
+    async fn ended(&mut self) -> Inbound {
+        // A child that closed stdout is usually exiting: give it a moment to say how.
+        let settled =
+            tokio::time::timeout(Duration::from_millis(100), wait_exit(&mut self.exit)).await;
+        let how = match settled.ok() {
+            Some(how) => how,
+            None => {
+                // Stdout closed while the process lives on: it can no longer answer.
+                kill_group(self.pid, Signal::SIGTERM);
+                match tokio::time::timeout(TERM_TO_KILL, wait_exit(&mut self.exit)).await {
+                    Ok(how) => how,
+                    Err(_) => {
+                        kill_group(self.pid, Signal::SIGKILL);
+                        wait_exit(&mut self.exit).await
+                    }
+                }
+            }
+        };
+        Inbound::Ended(format!("server '{}' {how}", self.name))
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
@@ -373,60 +289,6 @@ fn kill_group(pid: Option<u32>, signal: Signal) {
     };
     // ESRCH (already gone) is the common, fine case.
     let _ = killpg(Pid::from_raw(pid), signal);
-}
-
-/// Reads the child's stdout until EOF: each message goes through the router to the client.
-/// Read buffer for the server's stdout.
-const READ_BUFFER: usize = 64 * 1024;
-
-async fn read_stdout(
-    stdout: ChildStdout,
-    router: Arc<Router>,
-    to_client: mpsc::Sender<Bytes>,
-    max: usize,
-    mut replay: Option<(Id, oneshot::Sender<Result<(), String>>)>,
-) {
-    let mut frames = FramedRead::with_capacity(stdout, NdjsonCodec::new(max), READ_BUFFER);
-    while let Some(frame) = frames.next().await {
-        if let Ok(Frame::Line(bytes)) = &frame {
-            release_after_large(frames.read_buffer_mut(), bytes.len(), READ_BUFFER);
-        }
-        let deliver = match frame {
-            Ok(Frame::Line(bytes)) => match Message::parse(bytes) {
-                Ok(msg) => {
-                    if let Some((id, _)) = &replay {
-                        if msg.kind() == Kind::Response && msg.id() == Some(id) {
-                            if let Some((_, tx)) = replay.take() {
-                                let _ = tx.send(super::replay_outcome(&msg));
-                            }
-                            continue;
-                        }
-                    }
-                    match router.from_upstream(msg) {
-                        UpstreamDecision::Deliver(b) => Some(b),
-                        UpstreamDecision::Drop => None,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(upstream = %router.upstream_name(), "server wrote something that is not a JSON-RPC message on stdout (ignored): {e}");
-                    None
-                }
-            },
-            Ok(Frame::Oversized { id, len }) => {
-                tracing::warn!(upstream = %router.upstream_name(), len, "server sent a message over the size limit");
-                router.upstream_oversized(id.as_ref(), len, max)
-            }
-            Err(e) => {
-                tracing::warn!(upstream = %router.upstream_name(), "reading server stdout failed: {e}");
-                break;
-            }
-        };
-        if let Some(bytes) = deliver {
-            if to_client.send(bytes).await.is_err() {
-                break;
-            }
-        }
-    }
 }
 
 /// Logs the child's stderr line by line, tagged with the server's name (the span).

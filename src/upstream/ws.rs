@@ -1,16 +1,14 @@
 //! A WebSocket MCP server (`ws://`, `wss://`): one JSON-RPC message per text frame.
 //!
-//! The supervisor owns the connection for its whole life: connect (subprotocol `mcp`
-//! offered, configured headers such as `Authorization` on the upgrade, rustls with
-//! verification on), replay the client's handshake on a new connection (reply swallowed),
-//! flush what queued meanwhile, then write the client's messages while a separate task
-//! reads frames (so a server that stops reading can't stop us reading it). Pings keep idle
-//! connections alive and detect dead ones. When the connection drops, the requests it
-//! carried get an error and it is re-established with backoff. On shutdown: close 1000.
+//! The connector opens one connection (subprotocol `mcp` offered, configured headers such
+//! as `Authorization` on the upgrade, rustls with verification on); the supervisor does the
+//! rest. Pings keep idle connections alive, and a ping not answered within
+//! `direct_clients.websocket.pong_timeout` means the connection is dead. A message over the
+//! size limit is answered with `too_large` and the connection stays up (frames far over it
+//! end the connection: the limit that protects memory). On shutdown: close 1000.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -22,57 +20,59 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tracing::Instrument;
 
 use super::error_chain;
-use super::reconnect::{connection_lost, End, Pacing};
-use super::stdio::Links;
-use crate::config::ReconnectPolicy;
-use crate::router::{Router, UpstreamDecision};
+use super::supervisor::{ConnectError, Enforce, Inbound, Keepalive, SendError};
+use crate::telemetry::redact;
+use crate::wire::id_scan::IdScanner;
 use crate::wire::Message;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Everything a WebSocket supervisor needs.
-pub struct WsUpstream {
+/// Frames up to this multiple of the message limit are read (and answered `too_large`)
+/// rather than ending the connection.
+const OVERSIZE_TOLERANCE: usize = 4;
+
+/// How to open a connection to the server.
+pub struct Connector {
     pub name: String,
     pub url: String,
     /// Extra headers on the upgrade request (values may be secrets).
     pub headers: BTreeMap<String, String>,
-    pub reconnect: ReconnectPolicy,
     pub max_message_size: usize,
     pub connect_timeout: Duration,
     pub tls: crate::config::TlsConfig,
     pub ping_interval: Duration,
-    pub request_timeout: Duration,
+    pub pong_timeout: Duration,
 }
 
-impl WsUpstream {
-    /// Runs until shutdown or until the server can no longer be reached.
-    pub async fn run(self, mut links: Links) {
-        let mut pacing = Pacing::new(&self.name, &self.reconnect);
-        loop {
-            let started = Instant::now();
-            let end = tokio::select! {
-                _ = links.shutdown.cancelled() => End::Shutdown,
-                c = self.connect() => match c {
-                    Ok(socket) => self.connection(socket, &mut links).await,
-                    Err(e) => End::Lost(e),
-                },
-            };
-            let End::Lost(reason) = end else { return };
-            if !pacing.wait(started, &reason, &links).await {
-                return;
-            }
+pub struct Writer {
+    sink: SplitSink<Socket, Frame>,
+}
+
+pub struct Reader {
+    name: String,
+    stream: SplitStream<Socket>,
+    max: usize,
+}
+
+impl Connector {
+    pub(crate) fn keepalive(&self) -> Keepalive {
+        Keepalive {
+            every: self.ping_interval,
+            deadline: self.pong_timeout,
+            enforce: Enforce::Always,
         }
     }
 
-    async fn connect(&self) -> Result<Socket, String> {
-        let mut req = self
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| format!("'{}' is not a usable WebSocket URL: {e}", self.url))?;
+    pub(crate) async fn connect(&self) -> Result<(Writer, Reader), ConnectError> {
+        let shown = redact::url(&self.url);
+        let mut req = self.url.as_str().into_client_request().map_err(|e| {
+            ConnectError::Permanent(format!(
+                "'{shown}' is not a usable WebSocket URL: {}",
+                redact::error_text(&e.to_string(), &self.url)
+            ))
+        })?;
         req.headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static("mcp"));
         for (name, value) in super::header_map(&self.name, &self.headers) {
@@ -80,10 +80,12 @@ impl WsUpstream {
                 req.headers_mut().insert(name, value);
             }
         }
+        let limit = self.max_message_size.saturating_mul(OVERSIZE_TOLERANCE);
         let config = WebSocketConfig::default()
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_message_size));
-        let tls = crate::net::tls::client_config(&self.tls, &[])?;
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit));
+        let tls =
+            crate::net::tls::client_config(&self.tls, &[]).map_err(ConnectError::Permanent)?;
         let connect = tokio_tungstenite::connect_async_tls_with_config(
             req,
             Some(config),
@@ -92,125 +94,60 @@ impl WsUpstream {
         );
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok((socket, _))) => {
-                tracing::info!(upstream = %self.name, url = %self.url, "connected");
-                Ok(socket)
+                tracing::info!(upstream = %self.name, url = %shown, "connected");
+                let (sink, stream) = socket.split();
+                Ok((
+                    Writer { sink },
+                    Reader {
+                        name: self.name.clone(),
+                        stream,
+                        max: self.max_message_size,
+                    },
+                ))
             }
-            Ok(Err(e)) => Err(format!(
-                "cannot connect to server '{}' at {}: {}",
+            Ok(Err(e)) => Err(ConnectError::Retry(format!(
+                "cannot connect to server '{}' at {shown}: {}",
                 self.name,
-                self.url,
-                error_chain(&e)
-            )),
-            Err(_) => Err(format!(
-                "connecting to server '{}' at {} timed out after {:?}",
-                self.name, self.url, self.connect_timeout
-            )),
+                redact::error_text(&error_chain(&e), &self.url)
+            ))),
+            Err(_) => Err(ConnectError::Retry(format!(
+                "connecting to server '{}' at {shown} timed out after {:?}",
+                self.name, self.connect_timeout
+            ))),
         }
     }
+}
 
-    /// One connection, from connect to loss.
-    async fn connection(&self, socket: Socket, links: &mut Links) -> End {
-        let (mut sink, mut stream) = socket.split();
-        if let Some(hs) = links.router.handshake() {
-            match self.replay(&mut sink, &mut stream, hs).await {
-                Ok(()) => {
-                    tracing::info!(upstream = %self.name, "client session replayed on the new connection")
-                }
-                Err(e) => return End::Lost(format!("session replay failed: {e}")),
-            }
-        }
-        let reader = tokio::spawn(
-            read_frames(stream, links.router.clone(), links.to_client.clone())
-                .instrument(tracing::info_span!("ws_reader", upstream = %self.name)),
-        );
-        let mut reader = std::pin::pin!(reader);
-        let (gen, queued) = links.router.upstream_up();
-        let mut result = async {
-            for msg in queued {
-                sink.feed(text_frame(msg.into_raw())?)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            sink.flush().await.map_err(|e| e.to_string())
-        }
-        .await;
-        let mut ping = tokio::time::interval(self.ping_interval);
-        ping.tick().await;
-        let reason = loop {
-            if let Err(e) = &result {
-                break format!("writing to server '{}' failed: {e}", self.name);
-            }
-            tokio::select! {
-                _ = links.shutdown.cancelled() => {
-                    let close = CloseFrame { code: CloseCode::Normal, reason: "mcp-router shutting down".into() };
-                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Frame::Close(Some(close)))).await;
-                    reader.abort();
-                    return End::Shutdown;
-                }
-                r = &mut reader => {
-                    break match r {
-                        Ok(why) => format!("server '{}' {why}", self.name),
-                        Err(_) => format!("server '{}' connection reader stopped", self.name),
-                    };
-                }
-                _ = ping.tick() => {
-                    result = sink.send(Frame::Ping(Bytes::new())).await.map_err(|e| e.to_string());
-                }
-                out = links.from_router.recv() => {
-                    let Some(out) = out else {
-                        reader.abort();
-                        return End::Shutdown;
-                    };
-                    result = async {
-                        let mut next = Some(out);
-                        while let Some(out) = next {
-                            if out.gen == gen {
-                                sink.feed(text_frame(out.msg.into_raw())?).await.map_err(|e| e.to_string())?;
-                            }
-                            next = links.from_router.try_recv().ok();
-                        }
-                        sink.flush().await.map_err(|e| e.to_string())
-                    }
-                    .await;
-                }
-            }
-        };
-        reader.abort();
-        connection_lost(&self.name, reason, links).await
-    }
-
-    /// Sends the client's `initialize` (with our own id) and `initialized` on a new
-    /// connection; the reply is swallowed. Frames that arrive meanwhile are dropped: the
-    /// client has no requests on this connection yet.
-    async fn replay(
-        &self,
-        sink: &mut SplitSink<Socket, Frame>,
-        stream: &mut SplitStream<Socket>,
-        hs: crate::router::Handshake,
-    ) -> Result<(), String> {
-        let id = super::replay_id();
-        let init = hs.initialize.with_id(&id);
-        sink.send(text_frame(init.into_raw())?)
+impl Writer {
+    pub(crate) async fn feed(&mut self, msg: Message) -> Result<(), SendError> {
+        let frame = text_frame(msg.into_raw()).map_err(SendError::Broken)?;
+        self.sink
+            .feed(frame)
             .await
-            .map_err(|e| e.to_string())?;
-        let wait = async {
-            while let Some(frame) = stream.next().await {
-                let Ok(Frame::Text(text)) = frame else {
-                    continue;
-                };
-                if let Some(outcome) = super::replay_reply(&id, Bytes::from(text)) {
-                    return outcome;
-                }
-            }
-            Err("the connection closed during the replay".to_owned())
+            .map_err(|e| SendError::Broken(e.to_string()))
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), String> {
+        self.sink.flush().await.map_err(|e| e.to_string())
+    }
+
+    pub(crate) async fn ping(&mut self) -> Result<(), String> {
+        self.sink
+            .send(Frame::Ping(Bytes::new()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) async fn close(mut self) {
+        let close = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "mcp-router shutting down".into(),
         };
-        super::await_replay(self.request_timeout, wait).await?;
-        if let Some(initialized) = hs.initialized {
-            sink.send(text_frame(initialized.into_raw())?)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.sink.send(Frame::Close(Some(close))),
+        )
+        .await;
     }
 }
 
@@ -222,37 +159,47 @@ pub(crate) fn text_frame(bytes: Bytes) -> Result<Frame, String> {
         .map_err(|_| "message is not UTF-8".to_owned())
 }
 
-/// Reads frames until the connection ends; returns why it ended.
-async fn read_frames(
-    mut stream: SplitStream<Socket>,
-    router: Arc<Router>,
-    to_client: tokio::sync::mpsc::Sender<Bytes>,
-) -> String {
-    while let Some(frame) = stream.next().await {
-        let data = match frame {
-            Ok(Frame::Text(t)) => Bytes::from(t),
-            Ok(Frame::Binary(b)) => b,
-            Ok(Frame::Close(c)) => {
-                return match c {
-                    Some(c) => format!("closed the connection ({}: {})", c.code, c.reason),
-                    None => "closed the connection".into(),
+impl Reader {
+    pub(crate) async fn next(&mut self) -> Inbound {
+        while let Some(frame) = self.stream.next().await {
+            let data = match frame {
+                Ok(Frame::Text(t)) => Bytes::from(t),
+                Ok(Frame::Binary(b)) => b,
+                Ok(Frame::Pong(_)) => return Inbound::Pong,
+                Ok(Frame::Close(c)) => {
+                    return Inbound::Ended(match c {
+                        Some(c) => format!(
+                            "server '{}' closed the connection ({}: {})",
+                            self.name, c.code, c.reason
+                        ),
+                        None => format!("server '{}' closed the connection", self.name),
+                    });
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    return Inbound::Ended(format!(
+                        "server '{}' connection failed: {}",
+                        self.name,
+                        error_chain(&e)
+                    ))
+                }
+            };
+            if data.len() > self.max {
+                let mut scan = IdScanner::new();
+                scan.feed(&data);
+                return Inbound::Oversized {
+                    id: scan.id(),
+                    len: data.len(),
+                    limit: self.max,
                 };
             }
-            Ok(_) => continue,
-            Err(e) => return format!("connection failed: {}", error_chain(&e)),
-        };
-        match Message::parse(data) {
-            Ok(msg) => {
-                if let UpstreamDecision::Deliver(bytes) = router.from_upstream(msg) {
-                    if to_client.send(bytes).await.is_err() {
-                        return "client is gone".into();
-                    }
+            match Message::parse(data) {
+                Ok(msg) => return Inbound::Message(msg),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, "server sent a frame that is not a JSON-RPC message (ignored): {e}")
                 }
             }
-            Err(e) => {
-                tracing::warn!("server sent a frame that is not a JSON-RPC message (ignored): {e}")
-            }
         }
+        Inbound::Ended(format!("server '{}' closed the connection", self.name))
     }
-    "closed the connection".into()
 }

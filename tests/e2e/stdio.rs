@@ -172,6 +172,11 @@ fn client_cancellation_passes_through_and_no_timeout_follows() {
     let mut r = start(&[], &[("MCP_LOCAL_REQUEST_TIMEOUT_MS", "800")]);
     r.initialize("2025-06-18");
     r.send(&json!({"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"sleep","arguments":{"ms":3000}}}));
+    // Once the server has the request (a request still in the router's outbox is
+    // withdrawn instead: the server never sees it nor its cancellation).
+    assert!(wait_until(WAIT, || recorded(&r)
+        .iter()
+        .any(|m| m["id"] == "slow")));
     r.send(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow","reason":"user"}}));
     assert!(wait_until(WAIT, || recorded(&r)
         .iter()

@@ -1,14 +1,14 @@
 //! The mcp-bridge gateway as an upstream (and, with the same framing, MCP servers that
-//! speak the TCP binary protocol directly): one supervisor owning one connection at a
-//! time to whichever endpoint answers.
+//! speak the TCP binary protocol directly): the connector for the shared supervisor,
+//! one connection at a time to whichever endpoint answers.
 //!
-//! Lifecycle of a connection: pick an endpoint (`endpoints.rs`), connect with the current
-//! credentials (one retry with fresh OAuth2 credentials if the gateway refuses them),
-//! replay the client's handshake (reply swallowed), release the requests that queued
-//! meanwhile in FIFO order, then write client messages while a separate task reads
-//! replies. A lost connection fails exactly the requests it carried and is re-established
-//! with backoff; queued requests wait in the router's outbox. Owns no routing decisions
-//! (those are `router`'s) and no wire format (`wire::gateway`).
+//! Connecting: pick an endpoint (`endpoints.rs`), connect with the current credentials
+//! (one retry with fresh OAuth2 credentials if the gateway refuses them), and start the
+//! token renewer for that connection. Replay, queueing, reconnecting and keepalive are
+//! the supervisor's. The writer wraps each message for its protocol and remembers which
+//! request ids went out on this connection (bounded); the reader resets the connection on
+//! a reply to an id never sent on it. Owns no routing decisions (those are the core's)
+//! and no wire format (`wire::gateway`).
 //!
 //! Where the gateway departs from what a client expects, this module adapts and says so
 //! once in the log: it never forwards server notifications or server→client requests (so
@@ -21,19 +21,19 @@ pub mod setup;
 pub mod tcp;
 pub mod ws;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::Instrument;
+use tokio_util::task::TaskTracker;
 
-use super::reconnect::{connection_lost, End, Pacing};
-use super::stdio::Links;
+use super::supervisor::{self, Enforce, Keepalive};
 use crate::auth::GatewayAuth;
 use crate::config::{ReconnectPolicy, Secret};
-use crate::router::{Router, UpstreamDecision};
+use crate::router::Port;
+use crate::telemetry::redact;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 use endpoints::{Endpoint, Order, Protocol};
 pub use tcp::Framing;
@@ -47,28 +47,28 @@ pub enum Role {
     Server,
 }
 
-/// Everything a gateway supervisor needs.
-pub struct GatewayUpstream {
+/// How to connect to the gateway (or a TCP server).
+pub struct Connector {
     pub name: String,
     pub role: Role,
     pub endpoints: Vec<Endpoint>,
-    pub protocol_preference: Protocol,
-    pub auto_select: bool,
     /// `None` for TCP servers and mTLS-only gateways without a token.
     pub auth: Option<Arc<GatewayAuth>>,
     pub tls: Arc<rustls::ClientConfig>,
     /// The settings path named in TLS error hints (`gateway.tls`, `servers[0].tls`).
     pub tls_setting: String,
-    pub reconnect: ReconnectPolicy,
     pub connect_timeout: Duration,
     pub keepalive_interval: Duration,
-    pub request_timeout: Duration,
     pub per_message_auth: bool,
     /// Send client notifications over the TCP protocol to a gateway.
     pub tcp_notifications: bool,
     pub default_namespace: String,
     pub framing: Framing,
     pub max_message_size: usize,
+    pub order: Order,
+    pub said: Arc<Said>,
+    /// Between connections (the gateway's `connection.reconnect`, or the server's).
+    pub reconnect: ReconnectPolicy,
 }
 
 /// Why a connection attempt failed.
@@ -94,76 +94,106 @@ pub enum SendError {
     Io(String),
 }
 
-/// What a connection's reader produced.
+/// What a protocol's reader produced.
 pub enum Inbound {
     Message(Bytes),
+    /// A keepalive was answered (WebSocket pong, TCP HealthCheck).
+    Pong,
     Ended(String),
 }
 
-enum Writer {
+enum ProtoWriter {
     Ws(ws::Writer),
     Tcp(tcp::Writer),
 }
 
-enum Reader {
+enum ProtoReader {
     Ws(ws::Reader),
     Tcp(tcp::Reader),
 }
 
-impl Writer {
+impl ProtoWriter {
     async fn feed(&mut self, msg: &Message, token: Option<&str>) -> Result<(), SendError> {
         match self {
-            Writer::Ws(w) => w.feed(msg, token).await,
-            Writer::Tcp(w) => w.feed(msg, token).await,
+            ProtoWriter::Ws(w) => w.feed(msg, token).await,
+            ProtoWriter::Tcp(w) => w.feed(msg, token).await,
         }
     }
     async fn flush(&mut self) -> Result<(), String> {
         match self {
-            Writer::Ws(w) => w.flush().await,
-            Writer::Tcp(w) => w.flush().await,
+            ProtoWriter::Ws(w) => w.flush().await,
+            ProtoWriter::Tcp(w) => w.flush().await,
         }
     }
     async fn keepalive(&mut self) -> Result<(), String> {
         match self {
-            Writer::Ws(w) => w.keepalive().await,
-            Writer::Tcp(w) => w.keepalive().await,
+            ProtoWriter::Ws(w) => w.keepalive().await,
+            ProtoWriter::Tcp(w) => w.keepalive().await,
         }
     }
     async fn close(&mut self) {
         match self {
-            Writer::Ws(w) => w.close().await,
-            Writer::Tcp(w) => w.close().await,
+            ProtoWriter::Ws(w) => w.close().await,
+            ProtoWriter::Tcp(w) => w.close().await,
         }
     }
 }
 
-impl Reader {
+impl ProtoReader {
     async fn next(&mut self) -> Inbound {
         match self {
-            Reader::Ws(r) => r.next().await,
-            Reader::Tcp(r) => r.next().await,
+            ProtoReader::Ws(r) => r.next().await,
+            ProtoReader::Tcp(r) => r.next().await,
         }
     }
 }
 
-/// One live connection.
-struct Link {
-    writer: Writer,
-    reader: Reader,
-    endpoint: usize,
-    /// Whether client notifications go on this connection.
-    notifications: bool,
-    /// Sent with every message (WebSocket envelope; TCP with `per_message_auth`).
-    token: Option<Secret>,
+/// Request ids sent on this connection and not yet answered: a reply for any other id
+/// means the peer is confused, and the connection is reset. Bounded (a gateway that never
+/// answers some requests must not grow it forever): past `IN_FLIGHT_MAX` the oldest go.
+#[derive(Default)]
+struct InFlight {
+    ids: HashSet<Id>,
+    order: VecDeque<Id>,
 }
 
-/// Ids sent on this connection and not yet answered: a reply for any other id means the
-/// peer is confused, and the connection is reset.
-type InFlight = Arc<Mutex<HashSet<Id>>>;
+const IN_FLIGHT_MAX: usize = 4096;
 
-/// Log-once flags for the gateway's quirks.
+impl InFlight {
+    fn insert(&mut self, id: Id) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+        while self.ids.len() > IN_FLIGHT_MAX {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.ids.remove(&old);
+                }
+                None => break,
+            }
+        }
+        // Answered ids leave `ids` at once and `order` lazily.
+        if self.order.len() > 2 * IN_FLIGHT_MAX {
+            let ids = &self.ids;
+            self.order.retain(|i| ids.contains(i));
+        }
+    }
+
+    fn remove(&mut self, id: &Id) -> bool {
+        self.ids.remove(id)
+    }
+}
+
+type Shared = Arc<Mutex<InFlight>>;
+
+fn lock(set: &Shared) -> std::sync::MutexGuard<'_, InFlight> {
+    set.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Log-once flags for the gateway's quirks (kept across connections).
 #[derive(Default)]
-struct Said {
+pub struct Said {
+    intro: AtomicBool,
     notifications_skipped: AtomicBool,
     batches_refused: AtomicBool,
 }
@@ -174,55 +204,137 @@ impl Said {
     }
 }
 
-impl GatewayUpstream {
-    /// Runs until shutdown or until the gateway can no longer be reached.
-    pub async fn run(self, mut links: Links) {
-        let mut pacing = Pacing::new(&self.name, &self.reconnect);
-        let mut order = Order::new(&self.endpoints, self.protocol_preference, self.auto_select);
-        let said = Said::default();
-        if self.role == Role::Gateway {
+/// The writing side of one connection: decides per message whether and how it goes.
+pub struct Writer {
+    name: String,
+    role: Role,
+    proto: ProtoWriter,
+    in_flight: Shared,
+    /// Sent with every message (WebSocket envelope; TCP with `per_message_auth`).
+    token: Option<String>,
+    /// The renewer's latest OAuth2 token.
+    token_rx: Option<tokio::sync::watch::Receiver<Option<Secret>>>,
+    /// Whether client notifications go on this connection.
+    notifications: bool,
+    said: Arc<Said>,
+    renewer: Option<tokio::task::AbortHandle>,
+}
+
+/// The reading side of one connection.
+pub struct Reader {
+    url: String,
+    proto: ProtoReader,
+    in_flight: Shared,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+    }
+}
+
+impl Connector {
+    pub(crate) fn keepalive(&self) -> Keepalive {
+        let tcp = self.endpoints.iter().all(|e| e.protocol == Protocol::Tcp);
+        Keepalive {
+            every: self.keepalive_interval,
+            deadline: self.keepalive_interval,
+            // The gateway handles one message at a time and reads no ping meanwhile; its
+            // TCP frontend never answers HealthCheck at all.
+            enforce: if tcp {
+                Enforce::WhenIdleAfterFirstPong
+            } else {
+                Enforce::WhenIdle
+            },
+        }
+    }
+
+    pub(crate) async fn connect(
+        &mut self,
+        _port: &Port,
+        tracker: &TaskTracker,
+    ) -> Result<(Writer, Reader), supervisor::ConnectError> {
+        if self.role == Role::Gateway && Said::once(&self.said.intro) {
             tracing::info!(upstream = %self.name, "through the mcp-bridge gateway, server notifications (progress, logs, list changes) and server requests (sampling, elicitation, roots) are not delivered: the gateway does not forward them");
         }
-        loop {
-            let started = Instant::now();
-            let end = tokio::select! {
-                _ = links.shutdown.cancelled() => End::Shutdown,
-                c = self.connect_any(&mut order) => match c {
-                    Ok(link) => self.connection(link, &mut links, &said).await,
-                    Err(e) => End::Lost(e),
-                },
-            };
-            let End::Lost(reason) = end else { return };
-            if !pacing.wait(started, &reason, &links).await {
-                return;
-            }
-        }
-    }
-
-    /// Tries the endpoints in order; the error lists why each failed.
-    async fn connect_any(&self, order: &mut Order) -> Result<Link, String> {
         let mut failures = Vec::new();
-        for i in order.attempts() {
-            let ep = &self.endpoints[i];
-            match self.connect(i).await {
-                Ok(link) => {
-                    tracing::info!(upstream = %self.name, url = %ep.url, "connected");
-                    order.remember(i);
-                    return Ok(link);
+        for i in self.order.attempts() {
+            let shown = redact::url(&self.endpoints[i].url);
+            match self.connect_one(i).await {
+                Ok((proto_w, proto_r, token)) => {
+                    tracing::info!(upstream = %self.name, url = %shown, "connected");
+                    self.order.remember(i);
+                    return Ok(self.halves(i, proto_w, proto_r, token, tracker));
                 }
                 Err(e) => {
-                    tracing::debug!(upstream = %self.name, url = %ep.url, "connect failed: {e}");
-                    failures.push(format!("{}: {e}", ep.url));
+                    tracing::debug!(upstream = %self.name, url = %shown, "connect failed: {e}");
+                    failures.push(format!("{shown}: {e}"));
                 }
             }
         }
-        Err(format!("cannot connect to {}", failures.join("; ")))
+        Err(supervisor::ConnectError::Retry(format!(
+            "cannot connect to {}",
+            failures.join("; ")
+        )))
     }
 
-    async fn connect(&self, index: usize) -> Result<Link, String> {
-        let mut token = self.token().await?;
+    fn halves(
+        &self,
+        endpoint: usize,
+        proto: ProtoWriter,
+        reader: ProtoReader,
+        token: Option<Secret>,
+        tracker: &TaskTracker,
+    ) -> (Writer, Reader) {
+        let notifications = match (self.role, self.endpoints[endpoint].protocol) {
+            (Role::Gateway, Protocol::Tcp) => self.tcp_notifications,
+            _ => true,
+        };
+        // An OAuth2 token is renewed before it expires, off the message path (a slow
+        // token endpoint must not hold up writes); envelopes then carry the current one.
+        let (token_tx, token_rx) = tokio::sync::watch::channel(None);
+        let renewing = self
+            .auth
+            .as_ref()
+            .is_some_and(|a| matches!(**a, GatewayAuth::OAuth2(_)));
+        let renewer = renewing.then(|| {
+            tracker
+                .spawn(renew_token(
+                    self.auth.clone(),
+                    self.keepalive_interval,
+                    token_tx,
+                ))
+                .abort_handle()
+        });
+        let in_flight: Shared = Arc::default();
+        let writer = Writer {
+            name: self.name.clone(),
+            role: self.role,
+            proto,
+            in_flight: in_flight.clone(),
+            token: token.map(|t| t.expose().to_owned()),
+            token_rx: renewing.then_some(token_rx),
+            notifications,
+            said: self.said.clone(),
+            renewer,
+        };
+        let reader = Reader {
+            url: redact::url(&self.endpoints[endpoint].url),
+            proto: reader,
+            in_flight,
+        };
+        (writer, reader)
+    }
+
+    async fn connect_one(
+        &self,
+        index: usize,
+    ) -> Result<(ProtoWriter, ProtoReader, Option<Secret>), String> {
+        let token = self.token().await?;
         match self.open(index, token.as_ref()).await {
-            Ok(link) => return Ok(self.link(link, index, token)),
+            Ok((w, r)) => Ok((w, r, token)),
             Err(ConnectError::AuthRejected(why)) => {
                 // OAuth2 tokens can be revoked or expire early: one retry with a fresh one.
                 let fresh = match &self.auth {
@@ -234,32 +346,13 @@ impl GatewayUpstream {
                 };
                 let Some(fresh) = fresh else { return Err(why) };
                 tracing::info!(upstream = %self.name, "the gateway refused the credentials; retrying once with a fresh token");
-                token = Some(fresh);
+                let (w, r) = self
+                    .open(index, Some(&fresh))
+                    .await
+                    .map_err(ConnectError::text)?;
+                Ok((w, r, Some(fresh)))
             }
-            Err(e) => return Err(e.text()),
-        }
-        self.open(index, token.as_ref())
-            .await
-            .map(|link| self.link(link, index, token))
-            .map_err(ConnectError::text)
-    }
-
-    fn link(
-        &self,
-        (writer, reader): (Writer, Reader),
-        endpoint: usize,
-        token: Option<Secret>,
-    ) -> Link {
-        let notifications = match (self.role, self.endpoints[endpoint].protocol) {
-            (Role::Gateway, Protocol::Tcp) => self.tcp_notifications,
-            _ => true,
-        };
-        Link {
-            writer,
-            reader,
-            endpoint,
-            notifications,
-            token,
+            Err(e) => Err(e.text()),
         }
     }
 
@@ -274,7 +367,7 @@ impl GatewayUpstream {
         &self,
         index: usize,
         token: Option<&Secret>,
-    ) -> Result<(Writer, Reader), ConnectError> {
+    ) -> Result<(ProtoWriter, ProtoReader), ConnectError> {
         let ep = &self.endpoints[index];
         match ep.protocol {
             Protocol::WebSocket => ws::connect(
@@ -286,7 +379,7 @@ impl GatewayUpstream {
                 Arc::from(self.default_namespace.as_str()),
             )
             .await
-            .map(|(w, r)| (Writer::Ws(w), Reader::Ws(r))),
+            .map(|(w, r)| (ProtoWriter::Ws(w), ProtoReader::Ws(r))),
             Protocol::Tcp => tcp::connect(tcp::Settings {
                 endpoint: ep,
                 tls: ep.tls.then(|| self.tls.clone()),
@@ -300,191 +393,43 @@ impl GatewayUpstream {
                 default_namespace: Arc::from(self.default_namespace.as_str()),
             })
             .await
-            .map(|(w, r)| (Writer::Tcp(w), Reader::Tcp(r))),
+            .map(|(w, r)| (ProtoWriter::Tcp(w), ProtoReader::Tcp(r))),
         }
-    }
-
-    /// One connection, from connect to loss.
-    async fn connection(&self, mut link: Link, links: &mut Links, said: &Said) -> End {
-        if let Some(hs) = links.router.handshake() {
-            match self.replay(&mut link, hs).await {
-                Ok(()) => {
-                    tracing::info!(upstream = %self.name, "client session replayed on the new connection")
-                }
-                Err(e) => return End::Lost(format!("session replay failed: {e}")),
-            }
-        }
-        let in_flight: InFlight = Arc::default();
-        let Link {
-            mut writer,
-            reader,
-            notifications,
-            token,
-            endpoint,
-        } = link;
-        let token = token.map(|t| t.expose().to_owned());
-        let reader = tokio::spawn(
-            read_replies(
-                reader,
-                links.router.clone(),
-                links.to_client.clone(),
-                in_flight.clone(),
-            )
-            .instrument(tracing::info_span!("gateway_reader", upstream = %self.name)),
-        );
-        let mut reader = std::pin::pin!(reader);
-        // An OAuth2 token is renewed before it expires, off the message path (a slow token
-        // endpoint must not hold up writes); envelopes then carry the current one.
-        let (token_tx, mut token_rx) = tokio::sync::watch::channel(None);
-        let renewer = links.tracker.spawn(renew_token(
-            self.auth.clone(),
-            self.keepalive_interval,
-            token_tx,
-        ));
-        let mut out = Out {
-            up: self,
-            writer: &mut writer,
-            in_flight: &in_flight,
-            token,
-            notifications,
-            said,
-            to_client: &links.to_client,
-            router: &links.router,
-        };
-        let (gen, queued) = links.router.upstream_up();
-        let mut result = async {
-            for msg in queued {
-                out.feed(msg).await?;
-            }
-            out.writer.flush().await
-        }
-        .await;
-        let mut keepalive = tokio::time::interval(self.keepalive_interval);
-        keepalive.tick().await;
-        let reason = loop {
-            if let Err(e) = &result {
-                break format!("writing to {} failed: {e}", self.endpoints[endpoint].url);
-            }
-            tokio::select! {
-                _ = links.shutdown.cancelled() => {
-                    out.writer.close().await;
-                    reader.abort();
-                    renewer.abort();
-                    return End::Shutdown;
-                }
-                r = &mut reader => {
-                    break match r {
-                        Ok(why) => format!("{} {why}", self.endpoints[endpoint].url),
-                        Err(_) => "the connection reader stopped".to_owned(),
-                    };
-                }
-                _ = keepalive.tick() => {
-                    result = out.writer.keepalive().await;
-                }
-                Ok(()) = token_rx.changed() => {
-                    out.token = token_rx.borrow_and_update().as_ref().map(|t| t.expose().to_owned());
-                }
-                msg = links.from_router.recv() => {
-                    let Some(msg) = msg else {
-                        reader.abort();
-                        renewer.abort();
-                        return End::Shutdown;
-                    };
-                    result = async {
-                        let mut next = Some(msg);
-                        while let Some(msg) = next {
-                            if msg.gen == gen {
-                                out.feed(msg.msg).await?;
-                            }
-                            next = links.from_router.try_recv().ok();
-                        }
-                        out.writer.flush().await
-                    }
-                    .await;
-                }
-            }
-        };
-        reader.abort();
-        renewer.abort();
-        connection_lost(&self.name, reason, links).await
-    }
-
-    /// The client's `initialize` (under our own id) and `initialized` on a new connection;
-    /// the reply is swallowed.
-    async fn replay(&self, link: &mut Link, hs: crate::router::Handshake) -> Result<(), String> {
-        let id = super::replay_id();
-        let init = hs.initialize.with_id(&id);
-        let token = link.token.as_ref().map(|t| t.expose().to_owned());
-        feed_or_fail(&mut link.writer, &init, token.as_deref()).await?;
-        link.writer.flush().await?;
-        let wait = async {
-            loop {
-                match link.reader.next().await {
-                    Inbound::Ended(why) => {
-                        return Err(format!("the connection {why} during the replay"))
-                    }
-                    Inbound::Message(bytes) => {
-                        if let Some(outcome) = super::replay_reply(&id, bytes) {
-                            return outcome;
-                        }
-                    }
-                }
-            }
-        };
-        super::await_replay(self.request_timeout, wait).await?;
-        if let (Some(initialized), true) = (hs.initialized, link.notifications) {
-            feed_or_fail(&mut link.writer, &initialized, token.as_deref()).await?;
-            link.writer.flush().await?;
-        }
-        Ok(())
     }
 }
 
-async fn feed_or_fail(w: &mut Writer, msg: &Message, token: Option<&str>) -> Result<(), String> {
-    w.feed(msg, token).await.map_err(|e| match e {
-        SendError::TooLarge(t) | SendError::Io(t) => t,
-    })
-}
-
-/// The writing side of one connection: decides per message whether and how it goes.
-struct Out<'a> {
-    up: &'a GatewayUpstream,
-    writer: &'a mut Writer,
-    in_flight: &'a InFlight,
-    token: Option<String>,
-    notifications: bool,
-    said: &'a Said,
-    to_client: &'a tokio::sync::mpsc::Sender<Bytes>,
-    router: &'a Router,
-}
-
-impl Out<'_> {
+impl Writer {
     /// Feeds one message (not flushed). Errors only when the connection is broken; a
-    /// message that cannot go alone gets its error reply here.
-    async fn feed(&mut self, msg: Message) -> Result<(), String> {
+    /// message that cannot go alone is refused (its requests get an error).
+    pub(crate) async fn feed(&mut self, msg: Message) -> Result<(), supervisor::SendError> {
+        use supervisor::SendError as E;
+        if let Some(rx) = &mut self.token_rx {
+            if rx.has_changed().unwrap_or(false) {
+                self.token = rx
+                    .borrow_and_update()
+                    .as_ref()
+                    .map(|t| t.expose().to_owned());
+            }
+        }
         match msg.kind() {
             Kind::Notification if !self.notifications => {
                 if Said::once(&self.said.notifications_skipped) {
-                    tracing::warn!(upstream = %self.up.name, method = ?msg.method(), "client notifications are not sent over the gateway's TCP protocol: its handler closes the connection on a message without an id (set gateway.tcp_notifications: true for a gateway that accepts them)");
+                    tracing::warn!(upstream = %self.name, method = ?msg.method(), "client notifications are not sent over the gateway's TCP protocol: its handler closes the connection on a message without an id (set gateway.tcp_notifications: true for a gateway that accepts them)");
                 }
                 return Ok(());
             }
-            Kind::Batch if self.up.role == Role::Gateway => {
+            Kind::Batch if self.role == Role::Gateway => {
                 if Said::once(&self.said.batches_refused) {
-                    tracing::warn!(upstream = %self.up.name, "the gateway cannot carry JSON-RPC batches; each request in one gets an error");
+                    tracing::warn!(upstream = %self.name, "the gateway cannot carry JSON-RPC batches; each request in one gets an error");
                 }
-                let err = RouterError::new(
-                    ErrorKind::Unsupported,
-                    "JSON-RPC batches cannot be sent through the mcp-bridge gateway; send the requests one by one",
-                );
-                for item in msg.items() {
-                    if let Some(id) = &item.id {
-                        if let Some(reply) = self.router.fail_request(id, &err) {
-                            let _ = self.to_client.send(reply).await;
-                        }
-                    }
-                }
-                return Ok(());
+                let ids = msg.items().iter().filter_map(|i| i.id.clone()).collect();
+                return Err(E::Refused {
+                    ids,
+                    error: RouterError::new(
+                        ErrorKind::Unsupported,
+                        "JSON-RPC batches cannot be sent through the mcp-bridge gateway; send the requests one by one",
+                    ),
+                });
             }
             _ => {}
         }
@@ -492,23 +437,62 @@ impl Out<'_> {
             .then(|| msg.id().cloned())
             .flatten();
         if let Some(id) = &request_id {
-            lock(self.in_flight).insert(id.clone());
+            lock(&self.in_flight).insert(id.clone());
         }
-        match self.writer.feed(&msg, self.token.as_deref()).await {
+        match self.proto.feed(&msg, self.token.as_deref()).await {
             Ok(()) => Ok(()),
-            Err(SendError::Io(e)) => Err(e),
+            Err(SendError::Io(e)) => Err(E::Broken(e)),
             Err(SendError::TooLarge(text)) => {
-                tracing::warn!(upstream = %self.up.name, id = ?msg.id(), method = ?msg.method(), "{text}");
                 if let Some(id) = &request_id {
-                    lock(self.in_flight).remove(id);
-                    let err = RouterError::new(ErrorKind::TooLarge, text);
-                    if let Some(reply) = self.router.fail_request(id, &err) {
-                        let _ = self.to_client.send(reply).await;
-                    }
+                    lock(&self.in_flight).remove(id);
                 }
-                Ok(())
+                Err(E::Refused {
+                    ids: request_id.into_iter().collect(),
+                    error: RouterError::new(ErrorKind::TooLarge, text),
+                })
             }
         }
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), String> {
+        self.proto.flush().await
+    }
+
+    pub(crate) async fn ping(&mut self) -> Result<(), String> {
+        self.proto.keepalive().await
+    }
+
+    pub(crate) async fn close(mut self) {
+        self.proto.close().await;
+    }
+}
+
+impl Reader {
+    /// The next message, or why the connection ended (or must be reset).
+    pub(crate) async fn next(&mut self) -> supervisor::Inbound {
+        use supervisor::Inbound as I;
+        let bytes = match self.proto.next().await {
+            Inbound::Ended(why) => return I::Ended(format!("{} {why}", self.url)),
+            Inbound::Pong => return I::Pong,
+            Inbound::Message(b) => b,
+        };
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                return I::Ended(format!(
+                    "{} sent a payload that is not a JSON-RPC message ({e}); connection reset",
+                    self.url
+                ))
+            }
+        };
+        if msg.kind() == Kind::Response {
+            if let Some(id) = msg.id() {
+                if !lock(&self.in_flight).remove(id) {
+                    return I::Ended(format!("{} answered id {id}, which was never sent on this connection; connection reset", self.url));
+                }
+            }
+        }
+        I::Message(msg)
     }
 }
 
@@ -541,45 +525,6 @@ async fn renew_token(
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!("renewing the OAuth2 token failed (the next connect retries): {e}")
-            }
-        }
-    }
-}
-
-fn lock(set: &InFlight) -> std::sync::MutexGuard<'_, HashSet<Id>> {
-    set.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Reads replies until the connection ends; returns why it ended.
-async fn read_replies(
-    mut reader: Reader,
-    router: Arc<Router>,
-    to_client: tokio::sync::mpsc::Sender<Bytes>,
-    in_flight: InFlight,
-) -> String {
-    loop {
-        let bytes = match reader.next().await {
-            Inbound::Ended(why) => return why,
-            Inbound::Message(b) => b,
-        };
-        let msg = match Message::parse(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                return format!(
-                    "sent a payload that is not a JSON-RPC message ({e}); connection reset"
-                )
-            }
-        };
-        if msg.kind() == Kind::Response {
-            if let Some(id) = msg.id() {
-                if !lock(&in_flight).remove(id) {
-                    return format!("answered id {id}, which was never sent on this connection; connection reset");
-                }
-            }
-        }
-        if let UpstreamDecision::Deliver(bytes) = router.from_upstream(msg) {
-            if to_client.send(bytes).await.is_err() {
-                return "client is gone".into();
             }
         }
     }

@@ -1,12 +1,12 @@
-//! From validated configuration to a ready-to-run gateway supervisor: endpoints parsed,
+//! From validated configuration to a ready gateway connector: endpoints parsed,
 //! credentials resolved (a missing token is an error at start, not on every request), the
 //! TLS configuration built once. Only translation lives here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::endpoints::{Endpoint, Protocol};
-use super::{Framing, GatewayUpstream, Role};
+use super::endpoints::{Endpoint, Order, Protocol};
+use super::{Connector, Framing, Role};
 use crate::config::{GatewayConfig, LocalConfig, ReconnectPolicy, Secrets, TlsConfig};
 
 /// The gateway (`gateway:` / `gateway_pool:`) as an upstream named `name`.
@@ -15,7 +15,7 @@ pub fn gateway(
     gw: &GatewayConfig,
     secrets: &Secrets,
     local: &LocalConfig,
-) -> Result<GatewayUpstream, String> {
+) -> Result<Connector, String> {
     let endpoints = gw
         .endpoints
         .iter()
@@ -32,23 +32,23 @@ pub fn gateway(
     let auth = crate::auth::from_config(gw, secrets, &tls).map_err(|e| e.to_string())?;
     let config =
         crate::net::tls::client_config(&tls, &[]).map_err(|e| format!("gateway.tls: {e}"))?;
-    Ok(GatewayUpstream {
+    let protocol_preference = if gw.protocol_preference == "tcp" {
+        Protocol::Tcp
+    } else {
+        Protocol::WebSocket
+    };
+    Ok(Connector {
         name: name.to_owned(),
         role: Role::Gateway,
+        order: Order::new(&endpoints, protocol_preference, gw.auto_select),
+        said: Default::default(),
+        reconnect: gw.reconnect.clone(),
         endpoints,
-        protocol_preference: if gw.protocol_preference == "tcp" {
-            Protocol::Tcp
-        } else {
-            Protocol::WebSocket
-        },
-        auto_select: gw.auto_select,
         auth: Some(Arc::new(auth)),
         tls: config,
         tls_setting: "gateway.tls".into(),
-        reconnect: gw.reconnect.clone(),
         connect_timeout: gw.timeout,
         keepalive_interval: gw.keepalive_interval,
-        request_timeout: local.request_timeout,
         per_message_auth: gw.auth.per_message_auth.unwrap_or(false),
         tcp_notifications: gw.tcp_notifications,
         default_namespace: gw.default_namespace.clone(),
@@ -69,29 +69,28 @@ pub struct ServerSettings<'a> {
     pub reconnect: &'a ReconnectPolicy,
     pub connect_timeout: Duration,
     pub keepalive_interval: Duration,
-    pub local: &'a LocalConfig,
+    pub max_message_size: usize,
 }
 
-pub fn tcp_server(s: ServerSettings<'_>) -> Result<GatewayUpstream, String> {
+pub fn tcp_server(s: ServerSettings<'_>) -> Result<Connector, String> {
     let endpoint = Endpoint::parse(s.url)?;
     let config = crate::net::tls::client_config(s.tls, &[])?;
-    Ok(GatewayUpstream {
+    Ok(Connector {
         name: s.name.to_owned(),
         role: Role::Server,
-        protocol_preference: endpoint.protocol,
+        order: Order::new(std::slice::from_ref(&endpoint), endpoint.protocol, false),
+        said: Default::default(),
+        reconnect: s.reconnect.clone(),
         endpoints: vec![endpoint],
-        auto_select: false,
         auth: None,
         tls: config,
         tls_setting: format!("servers.{}.tls", s.name),
-        reconnect: s.reconnect.clone(),
         connect_timeout: s.connect_timeout,
         keepalive_interval: s.keepalive_interval,
-        request_timeout: s.local.request_timeout,
         per_message_auth: false,
         tcp_notifications: true,
         default_namespace: String::new(),
         framing: Framing::Mcpb,
-        max_message_size: s.local.max_message_size,
+        max_message_size: s.max_message_size,
     })
 }

@@ -291,10 +291,9 @@ impl Reader {
                 FrameType::Error => {
                     tracing::warn!("the gateway reported an error: {}", frame.error_text());
                 }
-                FrameType::HealthCheck
-                | FrameType::VersionAck
-                | FrameType::VersionNegotiation
-                | FrameType::Control => {
+                // The handler answers our HealthCheck with one: the peer is alive.
+                FrameType::HealthCheck => return Inbound::Pong,
+                FrameType::VersionAck | FrameType::VersionNegotiation | FrameType::Control => {
                     tracing::trace!(kind = ?frame.kind, "control frame");
                 }
             }

@@ -176,6 +176,7 @@ impl Reader {
                         None => "closed the connection".into(),
                     })
                 }
+                Ok(WsFrame::Pong(_)) => return Inbound::Pong,
                 Ok(_) => continue,
                 Err(e) => return Inbound::Ended(format!("connection failed: {}", error_chain(&e))),
             };

@@ -1,0 +1,130 @@
+//! The one handle an upstream's tasks have on the router: which upstream they are, and
+//! which connection (a [`Conn`], one generation per connection or process). Every call
+//! goes through the core's lock and performs the effects it returns (bytes to the client
+//! session that asked), so an upstream never holds a client writer. Nothing here blocks
+//! on another upstream: a send waits only on the one session it is for.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::{Core, Delivery, Handshake, UpstreamId};
+use crate::wire::{ErrorKind, Id, Message, RouterError};
+
+/// One connection (or process) of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conn {
+    gen: u64,
+}
+
+impl Conn {
+    pub fn gen(&self) -> u64 {
+        self.gen
+    }
+}
+
+/// Upstream `id`'s view of the core.
+#[derive(Clone, Debug)]
+pub struct Port {
+    core: Arc<Core>,
+    up: UpstreamId,
+    name: Arc<str>,
+    wake: Arc<Notify>,
+}
+
+/// Sends each delivery to its session (a session that is gone is skipped).
+pub async fn send_all(deliveries: Vec<Delivery>) {
+    for d in deliveries {
+        let _ = d.tx.send(d.bytes).await;
+    }
+}
+
+async fn send(delivery: Option<Delivery>) {
+    if let Some(d) = delivery {
+        let _ = d.tx.send(d.bytes).await;
+    }
+}
+
+impl Port {
+    pub(super) fn new(core: Arc<Core>, up: UpstreamId, name: Arc<str>, wake: Arc<Notify>) -> Self {
+        Self {
+            core,
+            up,
+            name,
+            wake,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn id(&self) -> UpstreamId {
+        self.up
+    }
+
+    /// The client handshake to replay on a fresh connection, if one succeeded before.
+    pub fn handshake(&self) -> Option<Handshake> {
+        self.core.handshake(self.up)
+    }
+
+    /// The protocol version this upstream agreed to (handshake era).
+    pub fn negotiated_version(&self) -> Option<String> {
+        self.core.negotiated_version(self.up)
+    }
+
+    /// A router-owned id (replay, re-initialization).
+    pub fn fresh_id(&self, what: &str) -> Id {
+        self.core.fresh_id(what)
+    }
+
+    /// A connection is ready for traffic: what waited is released to its writer.
+    pub fn connected(&self) -> Conn {
+        Conn {
+            gen: self.core.up(self.up),
+        }
+    }
+
+    /// Takes up to `max` messages for `conn`'s writer; `false` once `conn` is stale.
+    pub fn pull(&self, conn: Conn, out: &mut Vec<Message>, max: usize) -> bool {
+        self.core.pull(self.up, conn.gen, out, max)
+    }
+
+    /// Resolves when the outbox may have something (a permit is kept if nobody waits).
+    pub async fn ready(&self) {
+        self.wake.notified().await
+    }
+
+    /// A message the server sent on `conn`.
+    pub async fn deliver(&self, conn: Conn, msg: Message) {
+        send(self.core.from_upstream(self.up, conn.gen, msg)).await
+    }
+
+    /// The server sent a message over the size limit (its id, if it could be read).
+    pub async fn oversized(&self, id: Option<&Id>, len: usize, limit: usize) {
+        send(self.core.oversized(self.up, id, len, limit)).await
+    }
+
+    /// `conn` is gone: the requests it carried get `reason`; queued ones wait.
+    pub async fn lost(&self, conn: Conn, reason: &RouterError) {
+        send_all(self.core.down(self.up, conn.gen, reason)).await
+    }
+
+    /// One request (`id` as sent upstream) could not be carried: its client gets `reason`.
+    pub async fn fail_request(&self, id: &Id, reason: &RouterError) {
+        send(self.core.fail_request(self.up, id, reason)).await
+    }
+
+    /// The upstream cannot be used at all: fail everything waiting, and answer every
+    /// later request at once with `text`.
+    pub async fn give_up(&self, text: String) {
+        tracing::error!(upstream = %self.name, "{text}");
+        let err = RouterError::new(ErrorKind::UpstreamUnavailable, text);
+        send_all(self.core.failed(self.up, err)).await
+    }
+
+    /// Whether `conn` carries requests still waiting for replies.
+    pub fn busy(&self, conn: Conn) -> bool {
+        self.core.busy(self.up, conn.gen)
+    }
+}

@@ -1,0 +1,79 @@
+//! One upstream as the core sees it: its readiness, its connection generation, its
+//! outbox (owned here in every state, so writers pull and nothing blocks the client
+//! reader) and its session. Plain data; the core's methods change it under the lock.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::session::UpstreamSession;
+use super::SessionId;
+use crate::wire::{Id, Message, RouterError};
+
+/// Readiness of one upstream.
+#[derive(Debug)]
+pub enum Link {
+    /// Not (yet) able to take messages: they wait in the outbox.
+    Down,
+    /// A connection (generation `Upstream::gen`) is pulling from the outbox.
+    Up,
+    /// Gave up: requests are answered at once with this error.
+    Failed(RouterError),
+}
+
+/// The request ids an outbox entry carries (so a withdrawn request can be found).
+#[derive(Debug)]
+pub enum Tracked {
+    None,
+    One(Id),
+    /// A JSON-RPC batch's request members.
+    Many(Box<[Id]>),
+}
+
+/// A message waiting for a writer.
+#[derive(Debug)]
+pub struct Queued {
+    pub msg: Message,
+    pub tracked: Tracked,
+    /// Meant for that connection only (a client's answer to its server request, a
+    /// cancellation of a request it carried): dropped if another one pulls it.
+    pub only_gen: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub link: Link,
+    /// The current connection's generation; a lost connection moves it on.
+    pub gen: u64,
+    pub outbox: VecDeque<Queued>,
+    pub session: UpstreamSession,
+    /// Wakes the writer that pulls this outbox.
+    pub wake: Arc<Notify>,
+    /// The client session its server-initiated messages go to.
+    pub owner: Option<SessionId>,
+}
+
+impl Upstream {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: Arc::from(name),
+            link: Link::Down,
+            gen: 0,
+            outbox: VecDeque::new(),
+            session: UpstreamSession::default(),
+            wake: Arc::new(Notify::new()),
+            owner: None,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        matches!(self.link, Link::Up)
+    }
+
+    pub fn push(&mut self, q: Queued) {
+        self.outbox.push_back(q);
+        self.wake.notify_one();
+    }
+}

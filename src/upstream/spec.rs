@@ -1,0 +1,298 @@
+//! From validated configuration to upstreams, in one place: a closed enum of what each
+//! configured server is ([`Spec`]), built before anything starts (so a missing token or a
+//! bad certificate is one clear error at start), resolved by auto-detection where asked,
+//! and started by the one [`spawn`]. Nothing outside this file names a transport.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::supervisor::{Connector, Supervisor};
+use super::{detect, gateway, http, sse, stdio, ws};
+use crate::config::{
+    Config, ConnectionMode, ReconnectPolicy, ServerConfig, ServerTarget, StdioCommand, TlsConfig,
+};
+use crate::router::Port;
+
+/// What one configured server is.
+pub enum Transport {
+    Stdio(StdioCommand),
+    Http(String),
+    Sse(String),
+    Ws(String),
+    /// An MCP server speaking the TCP binary framing (`tcp://`, `tcps://`).
+    Tcp(String),
+    /// Through the mcp-bridge gateway.
+    Gateway(Box<gateway::Connector>),
+    /// Resolved by auto-detection before it starts.
+    Detect {
+        candidates: Vec<String>,
+        fallback: Option<Box<gateway::Connector>>,
+    },
+}
+
+/// Everything one upstream needs, taken from the configuration.
+pub struct Spec {
+    pub name: String,
+    pub transport: Transport,
+    reconnect: ReconnectPolicy,
+    /// Configured headers plus the bearer token (values are secrets).
+    headers: BTreeMap<String, String>,
+    tls: TlsConfig,
+    settings: Settings,
+}
+
+/// The process-wide settings upstreams use.
+#[derive(Clone)]
+struct Settings {
+    max_message_size: usize,
+    write_buffer_size: usize,
+    request_timeout: Duration,
+    shutdown_grace: Duration,
+    connect_timeout: Duration,
+    ws_ping: Duration,
+    ws_pong: Duration,
+    detect_timeout: Duration,
+    detect_cache: Option<(std::path::PathBuf, Duration)>,
+}
+
+/// The implicit server when only a gateway is configured.
+fn gateway_server() -> ServerConfig {
+    ServerConfig {
+        name: "gateway".into(),
+        connection_mode: ConnectionMode::Gateway,
+        target: ServerTarget::Url(String::new()),
+        reconnect: Default::default(),
+        headers: Default::default(),
+        bearer: Default::default(),
+        tls: Default::default(),
+    }
+}
+
+/// Every upstream the configuration names (the gateway alone when no server is listed).
+pub fn from_config(cfg: &Config) -> Result<Vec<Spec>, String> {
+    let servers = match cfg.servers.as_slice() {
+        // The original's default: with a gateway and no servers, everything goes there.
+        [] if cfg.gateway.is_some() => vec![gateway_server()],
+        [] => return Err("nothing to route to: no servers and no gateway are configured.\n  Run one stdio server with `mcp-router -- <command> [args…]`,\n  use a gateway with `mcp-router --gateway wss://gateway.example.com`,\n  or list servers under `servers:` in the config file (see `mcp-router config check`).".into()),
+        [_] => cfg.servers.clone(),
+        [_, ..] => return Err(format!(
+            "{} servers are configured, but this build routes to one server only (several servers behind one router are not supported yet); keep one entry under `servers:`",
+            cfg.servers.len()
+        )),
+    };
+    servers.iter().map(|s| spec(s, cfg)).collect()
+}
+
+fn spec(server: &ServerConfig, cfg: &Config) -> Result<Spec, String> {
+    let gateway = || -> Result<Box<gateway::Connector>, String> {
+        let gw = cfg
+            .gateway
+            .as_ref()
+            .ok_or("no gateway is configured: set gateway.url")?;
+        gateway::setup::gateway(&server.name, gw, &cfg.secrets, &cfg.local).map(Box::new)
+    };
+    let transport = match &server.target {
+        _ if server.connection_mode == ConnectionMode::Gateway => Transport::Gateway(gateway()?),
+        ServerTarget::Stdio(cmd) => Transport::Stdio(cmd.clone()),
+        ServerTarget::Url(url) => match super::unsupported_target(url) {
+            None if url.starts_with("ws") => Transport::Ws(url.clone()),
+            None if url.starts_with("tcp") => Transport::Tcp(url.clone()),
+            None if super::is_legacy_sse(url) => Transport::Sse(url.clone()),
+            None => Transport::Http(url.clone()),
+            Some(why) => return Err(format!("server '{}': {why}", server.name)),
+        },
+        ServerTarget::AutoDetect {
+            candidates,
+            fallback_gateway,
+        } => Transport::Detect {
+            candidates: candidates.clone(),
+            fallback: if *fallback_gateway {
+                Some(gateway()?)
+            } else {
+                None
+            },
+        },
+    };
+    // Read once, before anything starts, so a missing token is one clear error at start
+    // instead of a failure on every request.
+    let mut headers = server.headers.clone();
+    if let Some(token) = crate::net::credentials::bearer_token(&server.name, &server.bearer)? {
+        headers.insert("authorization".into(), format!("Bearer {}", token.expose()));
+    }
+    if !server.tls.verify {
+        tracing::warn!(upstream = %server.name, "tls.verify is false: the server's certificate is not checked");
+    }
+    let ws = cfg.direct.raw.websocket.as_ref();
+    let local = &cfg.local;
+    Ok(Spec {
+        name: server.name.clone(),
+        transport,
+        reconnect: server.reconnect.clone(),
+        headers,
+        tls: server.tls.clone(),
+        settings: Settings {
+            max_message_size: local.max_message_size,
+            write_buffer_size: local.write_buffer_size,
+            request_timeout: local.request_timeout,
+            shutdown_grace: local.shutdown_grace,
+            connect_timeout: cfg
+                .direct
+                .raw
+                .default_timeout
+                .map_or(Duration::from_secs(10), |d| d.0),
+            ws_ping: ws
+                .and_then(|w| w.ping_interval)
+                .map_or(Duration::from_secs(30), |d| d.0),
+            ws_pong: ws
+                .and_then(|w| w.pong_timeout)
+                .map_or(Duration::from_secs(10), |d| d.0),
+            detect_timeout: cfg.direct.auto_detection_timeout,
+            detect_cache: cfg
+                .direct
+                .cache_results
+                .then(detect::default_cache_file)
+                .flatten()
+                .map(|f| (f, cfg.direct.cache_ttl)),
+        },
+    })
+}
+
+impl Spec {
+    /// Runs auto-detection, if this server asks for it; the error says why no candidate
+    /// would do.
+    pub async fn resolve(mut self) -> Result<Spec, String> {
+        let (candidates, fallback) =
+            match std::mem::replace(&mut self.transport, Transport::Http(String::new())) {
+                Transport::Detect {
+                    candidates,
+                    fallback,
+                } => (candidates, fallback),
+                other => {
+                    self.transport = other;
+                    return Ok(self);
+                }
+            };
+        let probe = detect::Probe {
+            server: &self.name,
+            candidates: &candidates,
+            timeout: self.settings.detect_timeout,
+            tls: &self.tls,
+            headers: &self.headers,
+            cache: self.settings.detect_cache.clone(),
+        };
+        self.transport = match detect::detect(&probe).await {
+            Ok(detect::Detected::Stdio(cmd)) => Transport::Stdio(cmd),
+            Ok(detect::Detected::StreamableHttp(url)) => Transport::Http(url),
+            Ok(detect::Detected::Sse(url)) => Transport::Sse(url),
+            Ok(detect::Detected::WebSocket(url)) => Transport::Ws(url),
+            Ok(detect::Detected::Tcp(url)) => Transport::Tcp(url),
+            // One URL (the `-- URL` shorthand) that is down right now: assume the modern
+            // transport and start anyway, so each request gets its own error and the
+            // server is used as soon as it is back.
+            Err(why)
+                if candidates.len() == 1
+                    && candidates[0].starts_with("http")
+                    && fallback.is_none() =>
+            {
+                tracing::warn!(upstream = %self.name, "{why}; using Streamable HTTP");
+                Transport::Http(candidates[0].clone())
+            }
+            Err(why) => match fallback {
+                Some(gw) => {
+                    tracing::warn!(upstream = %self.name, "{why}; using the gateway (fallback: gateway)");
+                    Transport::Gateway(gw)
+                }
+                None => return Err(format!("server '{}': {why}", self.name)),
+            },
+        };
+        Ok(self)
+    }
+}
+
+/// Starts upstream `spec` on `port`: its supervisor runs on the tracker until shutdown.
+pub fn spawn(
+    spec: Spec,
+    port: Port,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), String> {
+    let span = tracing::info_span!("upstream", upstream = %spec.name);
+    let s = spec.settings;
+    let name = spec.name;
+    let mut reconnect = spec.reconnect;
+    let connector = match spec.transport {
+        Transport::Http(url) => {
+            let up = http::HttpUpstream {
+                name,
+                url,
+                headers: spec.headers,
+                max_message_size: s.max_message_size,
+                connect_timeout: s.connect_timeout,
+                tls: spec.tls,
+                shutdown_grace: s.shutdown_grace,
+            };
+            tracker.spawn(up.run(port, shutdown, tracker.clone()).instrument(span));
+            return Ok(());
+        }
+        Transport::Detect { .. } => {
+            return Err(format!("server '{name}': auto-detection did not run"))
+        }
+        Transport::Stdio(command) => Connector::Stdio(stdio::Connector {
+            name,
+            command,
+            max_message_size: s.max_message_size,
+            write_buffer_size: s.write_buffer_size,
+            shutdown_grace: s.shutdown_grace,
+        }),
+        Transport::Ws(url) => Connector::Ws(ws::Connector {
+            name,
+            url,
+            headers: spec.headers,
+            max_message_size: s.max_message_size,
+            connect_timeout: s.connect_timeout,
+            tls: spec.tls,
+            ping_interval: s.ws_ping,
+            pong_timeout: s.ws_pong,
+        }),
+        Transport::Sse(url) => Connector::Sse(sse::Connector {
+            name,
+            url,
+            headers: spec.headers,
+            connect_timeout: s.connect_timeout,
+            tls: spec.tls,
+            max_message_size: s.max_message_size,
+            request_timeout: s.request_timeout,
+            client: None,
+        }),
+        Transport::Tcp(url) => Connector::Gateway(Box::new(
+            gateway::setup::tcp_server(gateway::setup::ServerSettings {
+                name: &name,
+                url: &url,
+                tls: &spec.tls,
+                reconnect: &reconnect,
+                connect_timeout: s.connect_timeout,
+                keepalive_interval: s.ws_ping,
+                max_message_size: s.max_message_size,
+            })
+            .map_err(|e| format!("server '{name}': {e}"))?,
+        )),
+        Transport::Gateway(gw) => {
+            // The gateway's own reconnect policy, not the (implicit) server's.
+            reconnect = gw.reconnect.clone();
+            Connector::Gateway(gw)
+        }
+    };
+    let supervisor = Supervisor {
+        port,
+        reconnect,
+        replay_timeout: s.request_timeout,
+        shutdown,
+        tracker: tracker.clone(),
+    };
+    tracker.spawn(supervisor.run(connector).instrument(span));
+    Ok(())
+}
