@@ -1,5 +1,7 @@
 //! `loadgen report`: medians over repeated runs, one markdown table per tag, plus each
-//! label's figures relative to the baseline label of the same tag.
+//! label's figures relative to the baseline label of the same tag, and each label's
+//! figures relative to `LABEL@before` (the same row run with a saved "before" router
+//! binary, `bench/run --baseline=PATH`) when that label is present.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -39,7 +41,11 @@ const COLUMNS: &[(&str, &str, Variant, &str)] = &[
     ("HTTP requests", "server", None, "requests"),
 ];
 
+/// A row run with the "before" binary is labelled like the current one plus this suffix.
+const BEFORE: &str = "@before";
+
 type Samples = BTreeMap<(String, String), BTreeMap<&'static str, Vec<f64>>>;
+type Columns = BTreeMap<&'static str, Vec<f64>>;
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let mut samples: Samples = BTreeMap::new();
@@ -93,11 +99,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         }
         writeln!(out)?;
         writeln!(out, "|---|---|{}", "---|".repeat(COLUMNS.len()))?;
-        let labels: Vec<&String> = order
-            .iter()
-            .filter(|(t, _)| t == tag)
-            .map(|(_, l)| l)
-            .collect();
+        let labels = table_order(
+            order
+                .iter()
+                .filter(|(t, _)| t == tag)
+                .map(|(_, l)| l)
+                .collect(),
+        );
         for label in &labels {
             let cols = &samples[&(tag.clone(), (*label).clone())];
             let runs = cols.values().map(Vec::len).max().unwrap_or(0);
@@ -110,51 +118,138 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             }
             writeln!(out)?;
         }
-        let Some(baseline) = args.baseline.iter().find(|b| labels.contains(b)) else {
-            continue;
-        };
-        let base = &samples[&(tag.clone(), baseline.clone())];
-        for label in labels.iter().filter(|l| **l != baseline) {
-            let cols = &samples[&(tag.clone(), (*label).clone())];
-            let m = |c: &str, from: &BTreeMap<&str, Vec<f64>>| from.get(c).and_then(|v| median(v));
-            let mut parts = Vec::new();
-            for c in ["p50 µs", "p99 µs"] {
-                if let (Some(a), Some(b)) = (m(c, cols), m(c, base)) {
-                    parts.push(format!(
-                        "added {} {:.1} µs",
-                        c.trim_end_matches(" µs"),
-                        a - b
-                    ));
-                }
+        let baseline = args.baseline.iter().find(|b| labels.contains(b));
+        let cols = |label: &str| &samples[&(tag.clone(), label.to_owned())];
+        for label in &labels {
+            if let Some(baseline) = baseline.filter(|b| *b != *label) {
+                let parts = vs_baseline(cols(label), cols(baseline), baseline);
+                writeln!(out, "\n{label} vs {baseline}: {}", parts.join("; "))?;
             }
-            for c in ["W=1 msg/s", "W=32 msg/s"] {
-                if let (Some(a), Some(b)) = (m(c, cols), m(c, base)) {
-                    parts.push(format!(
-                        "{} {:.0}% of {}",
-                        c.trim_end_matches(" msg/s"),
-                        100.0 * a / b,
-                        baseline
-                    ));
-                }
+            let before = format!("{label}{BEFORE}");
+            if labels.contains(&&before) {
+                let parts = vs_before(cols(label), cols(&before));
+                writeln!(out, "\n{label} vs before: {}", parts.join("; "))?;
             }
-            for c in ["1 MiB ms", "8 MiB ms"] {
-                if let (Some(a), Some(b)) = (m(c, cols), m(c, base)) {
-                    parts.push(format!(
-                        "{} {:.2}× {}",
-                        c.trim_end_matches(" ms"),
-                        a / b,
-                        baseline
-                    ));
-                }
-            }
-            if let (Some(a), Some(b)) = (m("first response ms", cols), m("first response ms", base))
-            {
-                parts.push(format!("startup +{:.1} ms", a - b));
-            }
-            writeln!(out, "\n{label} vs {baseline}: {}", parts.join("; "))?;
         }
     }
     Ok(())
+}
+
+/// The labels of one table in order of appearance, except that `X@before` comes right
+/// after `X` (whichever of the two ran first).
+fn table_order(labels: Vec<&String>) -> Vec<&String> {
+    let current = |l: &&String| {
+        l.strip_suffix(BEFORE)
+            .filter(|c| labels.iter().any(|x| x.as_str() == *c))
+            .is_none()
+    };
+    let mut out = Vec::with_capacity(labels.len());
+    for label in labels.iter().filter(|l| current(l)) {
+        out.push(*label);
+        if let Some(before) = labels.iter().find(|b| **b == &format!("{label}{BEFORE}")) {
+            out.push(*before);
+        }
+    }
+    out
+}
+
+fn get(c: &str, from: &Columns) -> Option<f64> {
+    from.get(c).and_then(|v| median(v))
+}
+
+/// `LABEL vs BASELINE`: what the system under test adds to the direct path.
+fn vs_baseline(cols: &Columns, base: &Columns, baseline: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    for c in ["p50 µs", "p99 µs"] {
+        if let (Some(a), Some(b)) = (get(c, cols), get(c, base)) {
+            parts.push(format!(
+                "added {} {:.1} µs",
+                c.trim_end_matches(" µs"),
+                a - b
+            ));
+        }
+    }
+    for c in ["W=1 msg/s", "W=32 msg/s"] {
+        if let (Some(a), Some(b)) = (get(c, cols), get(c, base)) {
+            parts.push(format!(
+                "{} {:.0}% of {}",
+                c.trim_end_matches(" msg/s"),
+                100.0 * a / b,
+                baseline
+            ));
+        }
+    }
+    for c in ["1 MiB ms", "8 MiB ms"] {
+        if let (Some(a), Some(b)) = (get(c, cols), get(c, base)) {
+            parts.push(format!(
+                "{} {:.2}× {}",
+                c.trim_end_matches(" ms"),
+                a / b,
+                baseline
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        get("first response ms", cols),
+        get("first response ms", base),
+    ) {
+        parts.push(format!("startup {:+.1} ms", a - b));
+    }
+    parts
+}
+
+/// `LABEL vs before`: the current router against the saved one, same row, same run.
+/// Latencies and startup as differences (negative: faster now), throughput and memory
+/// as ratios (above 100% / 1×: more now).
+fn vs_before(cols: &Columns, before: &Columns) -> Vec<String> {
+    let mut parts = Vec::new();
+    for c in ["p50 µs", "p99 µs"] {
+        if let (Some(a), Some(b)) = (get(c, cols), get(c, before)) {
+            parts.push(format!(
+                "{} {:+.1} µs ({} vs {})",
+                c.trim_end_matches(" µs"),
+                a - b,
+                fmt(a),
+                fmt(b)
+            ));
+        }
+    }
+    for c in ["W=1 msg/s", "W=32 msg/s"] {
+        if let (Some(a), Some(b)) = (get(c, cols), get(c, before)) {
+            parts.push(format!(
+                "{} {:.0}% of before ({} vs {})",
+                c.trim_end_matches(" msg/s"),
+                100.0 * a / b,
+                fmt(a),
+                fmt(b)
+            ));
+        }
+    }
+    for (c, name) in [
+        ("RSS at rest KiB", "RSS at rest"),
+        ("peak RSS under load KiB", "peak RSS"),
+    ] {
+        if let (Some(a), Some(b)) = (get(c, cols), get(c, before)) {
+            parts.push(format!(
+                "{name} {:.2}× before ({} vs {} KiB)",
+                a / b,
+                fmt(a),
+                fmt(b)
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        get("first response ms", cols),
+        get("first response ms", before),
+    ) {
+        parts.push(format!(
+            "startup {:+.1} ms ({} vs {})",
+            a - b,
+            fmt(a),
+            fmt(b)
+        ));
+    }
+    parts
 }
 
 fn median(v: &[f64]) -> Option<f64> {
