@@ -699,11 +699,20 @@ impl Core {
         let mut out = Vec::with_capacity(expired.len());
         let secs = self.limits.request_timeout.as_secs_f64();
         for ((up, wire), entry) in expired {
-            let u = &mut st.upstreams[up.0 as usize];
+            let State {
+                upstreams, pending, ..
+            } = &mut *st;
+            let u = &mut upstreams[up.0 as usize];
             let text = match entry.stage {
                 Stage::Queued => {
-                    u.outbox
-                        .retain(|q| !matches!(&q.tracked, Tracked::One(id) if *id == wire));
+                    // A batch stays queued while any member is still waited for.
+                    u.outbox.retain(|q| match &q.tracked {
+                        Tracked::One(id) => *id != wire,
+                        Tracked::Many(ids) => {
+                            ids.iter().any(|i| pending.contains(&(up, i.clone())))
+                        }
+                        Tracked::None => true,
+                    });
                     "request timeout while queued".to_owned()
                 }
                 Stage::Sent { gen } => {

@@ -324,6 +324,54 @@ fn batches_pass_in_2025_03_26_and_are_refused_otherwise() {
 }
 
 #[test]
+fn a_batch_with_a_member_id_in_flight_gets_one_error_per_member() {
+    let mut r = start(&[], &[]);
+    r.initialize("2025-03-26");
+    r.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":500}}}));
+    r.send_raw(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}]\n");
+    let v = r.recv(WAIT).unwrap();
+    let ids: Vec<&Value> = v
+        .as_array()
+        .expect("one error per member, in an array")
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(ids, [&json!(1), &json!(2)], "{v}");
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["error"]["code"] == -32600),
+        "{v}"
+    );
+    // The request already in flight still gets its own answer, once.
+    let (reply, seen) = r.response(&json!(1));
+    assert_eq!(reply["result"]["content"][0]["text"], "slept");
+    assert!(seen.is_empty(), "{seen:?}");
+}
+
+#[test]
+fn a_batch_reply_loses_members_nobody_waits_for() {
+    let mut r = start(&[], &[]);
+    r.initialize("2025-03-26");
+    r.send_raw(b"[{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"tools/call\",\"params\":{\"name\":\"sleep\",\"arguments\":{\"ms\":600}}},{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"method\":\"ping\"}]\n");
+    assert!(wait_until(WAIT, || recorded(&r)
+        .iter()
+        .any(|m| m.is_array())));
+    // The client gives up on "a"; the server answers the whole batch anyway.
+    r.send(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a"}}));
+    let v = r.recv(WAIT).unwrap();
+    let ids: Vec<&Value> = v
+        .as_array()
+        .expect("a batch reply")
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(ids, [&json!("b")], "only the member still waited for: {v}");
+    assert!(r.recv(Duration::from_millis(300)).is_none());
+}
+
+#[test]
 fn a_server_that_cannot_start_gets_a_clear_error_per_request() {
     let mut r = RouterProc::start(&["--", "/nonexistent/mcp-server", "--flag"], &[]);
     let v = r.request(

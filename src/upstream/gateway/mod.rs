@@ -529,3 +529,25 @@ async fn renew_token(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_ids_are_bounded_and_answered_ones_leave() {
+        let mut f = InFlight::default();
+        for n in 0..IN_FLIGHT_MAX + 10 {
+            f.insert(Id::router_owned(&format!("q{n}")));
+        }
+        assert_eq!(f.ids.len(), IN_FLIGHT_MAX);
+        assert!(!f.remove(&Id::router_owned("q0")), "the oldest went");
+        assert!(f.remove(&Id::router_owned(&format!("q{}", IN_FLIGHT_MAX + 9))));
+        for n in 0..3 * IN_FLIGHT_MAX {
+            let id = Id::router_owned(&format!("r{n}"));
+            f.insert(id.clone());
+            f.remove(&id);
+        }
+        assert!(f.order.len() <= 2 * IN_FLIGHT_MAX + 1, "{}", f.order.len());
+    }
+}

@@ -66,7 +66,11 @@ def main():
             send({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}})
             continue
         if isinstance(msg, list):
-            send([reply_for(m) for m in msg if "id" in m and "method" in m])
+            # A `sleep` member delays the whole batch reply (a batch is answered at once).
+            delay = max([((m.get("params") or {}).get("arguments") or {}).get("ms", 0)
+                         for m in msg if (m.get("params") or {}).get("name") == "sleep"] or [0])
+            replies = [reply_for(m) for m in msg if "id" in m and "method" in m]
+            threading.Thread(target=lambda: (time.sleep(delay / 1000.0), send(replies)), daemon=True).start()
             continue
         method = msg.get("method")
         if method == "notifications/cancelled":
