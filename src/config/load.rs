@@ -73,7 +73,8 @@ pub struct Loaded {
     pub config: Config,
     /// The file read, if any.
     pub source: Option<PathBuf>,
-    /// Unknown keys, ignored settings, risky choices.
+    /// Unknown keys, ignored settings, risky choices, and keys set that do nothing yet
+    /// (`inert.rs`), each named once.
     pub warnings: Vec<String>,
 }
 
@@ -143,10 +144,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     if !problems.errors.is_empty() {
         return Err(fail(problems.errors));
     }
+    let mut warnings = problems.warnings;
+    // The merged tree, so keys set through the environment or a flag count too.
+    warnings.extend(super::inert::notes(&raw));
     Ok(Loaded {
         config,
         source,
-        warnings: problems.warnings,
+        warnings,
     })
 }
 

@@ -7,6 +7,7 @@
 
 mod duration;
 mod env;
+mod inert;
 mod load;
 mod raw;
 mod render;

@@ -87,8 +87,36 @@ pub fn assert_same(mode: &str, peer: &str, direct: &Value, routed: &Value) {
             diff.join("\n")
         );
     }
-    // The scenario really exercised the server (not an empty document on both sides).
-    assert!(direct.as_object().is_some_and(|o| o.len() >= 3), "{direct}");
+    assert_exercised(mode, peer, direct);
+}
+
+/// The scenario really exercised the server: it listed tools, and two tool calls came back
+/// with the right answers. Equal documents prove nothing when every call failed the same way
+/// on both sides (an unknown tool, an error result), which a count of keys cannot see: the
+/// handshake alone always gives `protocol_version`, `server_info` and `instructions`.
+fn assert_exercised(mode: &str, peer: &str, doc: &Value) {
+    let answer = |key: &str| {
+        let result = &doc[key];
+        if result["isError"] == Value::Bool(true) {
+            return None;
+        }
+        result["content"][0]["text"].as_str()
+    };
+    // Each peer's adding tool: the SDK server's `add`, server-everything's `get-sum`.
+    let sum = if peer == "everything" {
+        "get-sum"
+    } else {
+        "add"
+    };
+    let tools = doc["tools"].as_array().map_or(0, Vec::len);
+    assert!(
+        tools > 0
+            && answer("echo").is_some_and(|t| t.contains("héllo ✓"))
+            && answer(sum).is_some_and(|t| t.contains("42")),
+        "{mode}/{peer}: the scenario did not exercise the server ({tools} tools; echo: {}; {sum}: {}):\n{doc}",
+        doc["echo"],
+        doc[sum]
+    );
 }
 
 fn sdk_server(py: &Path) -> Vec<String> {

@@ -142,7 +142,11 @@ fn bytes_pass_through_unchanged_both_ways() {
 
 #[test]
 fn timeout_answers_the_client_cancels_upstream_and_drops_the_late_reply() {
-    let mut r = start(&[], &[("MCP_LOCAL_REQUEST_TIMEOUT_MS", "400")]);
+    // --ignore-cancel: the server answers anyway, after the router's timeout fired.
+    let mut r = start(
+        &["--ignore-cancel"],
+        &[("MCP_LOCAL_REQUEST_TIMEOUT_MS", "400")],
+    );
     r.initialize("2025-06-18");
     let t0 = Instant::now();
     r.send(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":1500}}}));
@@ -160,11 +164,20 @@ fn timeout_answers_the_client_cancels_upstream_and_drops_the_late_reply() {
         .any(
             |m| m["method"] == "notifications/cancelled" && m["params"]["requestId"] == 5
         )));
-    // The server's reply (it ignores the cancel only if it already answered) never reaches us:
-    // the next thing we see is the answer to the next request.
-    std::thread::sleep(Duration::from_millis(1300));
-    let v = r.request(json!(6), "ping", json!({}));
-    assert_eq!(v["id"], 6);
+    // The server's late reply is on its stdout (it logs this line after writing it)...
+    assert!(
+        r.wait_log("fault_server late reply to 5 sent", WAIT),
+        "the server never sent its late reply: {}",
+        r.stderr()
+    );
+    // ...and the reply to the next request comes after it on the same pipe, so a late
+    // reply the router forwarded would arrive before this one: nothing may.
+    let (v, before) = r.response_with(&json!(6), "ping");
+    assert_eq!(v["result"], json!({}), "{v}");
+    assert!(
+        before.is_empty(),
+        "only the timeout error may answer id 5; the client also got: {before:?}"
+    );
 }
 
 #[test]

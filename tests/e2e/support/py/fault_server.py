@@ -7,14 +7,17 @@ It records every line it receives (--record FILE, one line each, flushed), write
   ping                  -> {}
   tools/call echo       -> {"content":[{"type":"text","text":<arguments.text>}]}
   tools/call sleep      -> answers after arguments.ms milliseconds (in a thread), unless
-                           a notifications/cancelled for it arrived first
+                           a notifications/cancelled for it arrived first (with
+                           --ignore-cancel it answers anyway, then logs
+                           "fault_server late reply to <id> sent" on stderr)
   tools/call crash      -> exits with status 3 at once, without answering
   tools/call big        -> a text of arguments.bytes bytes
   anything else w/ id   -> {"method": <method>}
 Options: --ignore-eof (keep running after stdin closes, to test the kill path),
 --grandchild (start a long `sleep` in the same process group, to test group kill),
 --crash-on-start (exit 4 before reading anything), --stall-after-init (answer initialize,
-then never read stdin again).
+then never read stdin again), --ignore-cancel (answer sleep calls even when cancelled: a
+server that replies after the router gave up on the request).
 """
 import argparse
 import json
@@ -43,6 +46,7 @@ def main():
     ap.add_argument("--grandchild", action="store_true")
     ap.add_argument("--crash-on-start", action="store_true")
     ap.add_argument("--stall-after-init", action="store_true")
+    ap.add_argument("--ignore-cancel", action="store_true")
     args = ap.parse_args()
     if args.crash_on_start:
         sys.exit(4)
@@ -85,7 +89,9 @@ def main():
             if name == "crash":
                 os._exit(3)
             if name == "sleep":
-                threading.Thread(target=sleeper, args=(msg["id"], a.get("ms", 1000)), daemon=True).start()
+                threading.Thread(
+                    target=sleeper, args=(msg["id"], a.get("ms", 1000), args.ignore_cancel), daemon=True
+                ).start()
                 continue
         send(reply_for(msg))
         if args.stall_after_init and method == "initialize":
@@ -120,11 +126,15 @@ def reply_for(msg):
     return {"jsonrpc": "2.0", "id": msg["id"], "result": result}
 
 
-def sleeper(req_id, ms):
+def sleeper(req_id, ms, ignore_cancel):
     time.sleep(ms / 1000.0)
-    if json.dumps(req_id) in cancelled:
+    was_cancelled = json.dumps(req_id) in cancelled
+    if was_cancelled and not ignore_cancel:
         return
     send({"jsonrpc": "2.0", "id": req_id, "result": {"content": [{"type": "text", "text": "slept"}]}})
+    if was_cancelled:
+        # Written after the reply, so a test that sees this line knows the reply is on stdout.
+        print(f"fault_server late reply to {json.dumps(req_id)} sent", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,348 @@
+//! The table of keys that do nothing yet: which keys, why, and which planned capability
+//! will make them work. Data only; `inert.rs` matches it against what the user set.
+//!
+//! A path covers the key and everything under it; `[]` stands for any list index. Keep the
+//! reasons short and concrete: each becomes the end of a line the user reads at start.
+
+/// One group of keys that do nothing, for one reason.
+pub(super) struct Row {
+    /// Key paths covered: each key and every key under it; `[]` stands for any list index.
+    pub paths: &'static [&'static str],
+    /// What happens instead.
+    pub why: &'static str,
+    /// The capability that will make these keys work, when one is planned.
+    pub planned: Option<&'static str>,
+    /// `(key, value)` relative to each path (`""`: the key itself): a setting that asks for
+    /// what the router does anyway (`tracing.enabled: false`) is not worth a note, and
+    /// neither are the other keys of a section it turns off.
+    pub quiet: Option<(&'static str, bool)>,
+}
+
+const OPERATIONS: Option<&str> = Some("operations");
+const RESILIENCE: Option<&str> = Some("resilience");
+const GATEWAY_POOL: Option<&str> = Some("gateway pool");
+const OFF: Option<(&str, bool)> = Some(("enabled", false));
+
+pub(super) static ROWS: &[Row] = &[
+    Row {
+        paths: &["tracing"],
+        why: "tracing export (OpenTelemetry) is not built",
+        planned: OPERATIONS,
+        quiet: OFF,
+    },
+    Row {
+        paths: &["metrics"],
+        why: "the Prometheus metrics and health endpoint is not built",
+        planned: OPERATIONS,
+        quiet: OFF,
+    },
+    Row {
+        paths: &["logging.sampling"],
+        why: "log sampling is not built: every log line at the level is written",
+        planned: OPERATIONS,
+        quiet: OFF,
+    },
+    Row {
+        paths: &["direct_clients.observability"],
+        why: "per-transport observability is not built",
+        planned: OPERATIONS,
+        quiet: None,
+    },
+    Row {
+        paths: &["advanced.debug"],
+        why: "frame logging, failure dumps and pprof are not built (logging.level: trace logs every message)",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["local.rate_limit"],
+        why: "rate limiting is not built; requests are not counted",
+        planned: RESILIENCE,
+        quiet: OFF,
+    },
+    Row {
+        paths: &["gateway_pool.circuit_breaker", "advanced.circuit_breaker"],
+        why: "circuit breaking is not built; every request is sent",
+        planned: RESILIENCE,
+        quiet: OFF,
+    },
+    Row {
+        paths: &["direct_clients.health_check"],
+        why: "health checks of direct servers are not built",
+        planned: RESILIENCE,
+        quiet: OFF,
+    },
+    Row {
+        paths: &[
+            "direct_clients.adaptive_timeout",
+            "direct_clients.adaptive_retry",
+            "direct_clients.timeout_tuning",
+        ],
+        why: "adaptive timeouts and retries are not built; local.request_timeout_ms bounds every request",
+        planned: RESILIENCE,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway.connection.pool",
+            "gateway_pool.endpoints[].connection.pool",
+        ],
+        why: "the gateway connection pool is not built; one connection per gateway",
+        planned: GATEWAY_POOL,
+        quiet: OFF,
+    },
+    Row {
+        paths: &[
+            "gateway.connection.max_connections",
+            "gateway.connection.max_connections_per_ip",
+            "gateway_pool.endpoints[].connection.max_connections",
+            "gateway_pool.endpoints[].connection.max_connections_per_ip",
+        ],
+        why: "the router keeps one connection per gateway",
+        planned: GATEWAY_POOL,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway_pool.load_balancer",
+            "gateway.endpoints[].weight",
+            "gateway.endpoints[].priority",
+            "gateway.endpoints[].tags",
+            "gateway_pool.endpoints[].weight",
+            "gateway_pool.endpoints[].priority",
+            "gateway_pool.endpoints[].tags",
+        ],
+        why: "load balancing is not built; endpoints are tried in the order listed",
+        planned: GATEWAY_POOL,
+        quiet: None,
+    },
+    Row {
+        paths: &["gateway_pool.service_discovery"],
+        why: "service discovery is not built; the endpoints are the ones listed",
+        planned: GATEWAY_POOL,
+        quiet: OFF,
+    },
+    Row {
+        paths: &["gateway_pool.namespace_routing"],
+        why: "namespace routing rules are not built; the namespace comes from the method name, else gateway_pool.default_namespace",
+        planned: GATEWAY_POOL,
+        quiet: OFF,
+    },
+    Row {
+        paths: &[
+            "gateway.endpoints[].auth",
+            "gateway.endpoints[].connection",
+            "gateway.endpoints[].tls",
+        ],
+        why: "every endpoint uses gateway.auth, gateway.connection and gateway.tls",
+        planned: GATEWAY_POOL,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway.connection.buffer_size",
+            "gateway_pool.endpoints[].connection.buffer_size",
+        ],
+        why: "buffers grow with each message; local.max_message_size is the limit",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway.auth.per_message_cache",
+            "gateway_pool.endpoints[].auth.per_message_cache",
+        ],
+        why: "each message carries the connection's current token; there is nothing to cache",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway.tls.enabled",
+            "servers[].tls.enabled",
+            "gateway_pool.endpoints[].tls.enabled",
+        ],
+        why: "the URL scheme chooses TLS (wss://, tcps://, https://)",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway.tls.cert_file",
+            "gateway.tls.key_file",
+            "servers[].tls.cert_file",
+            "servers[].tls.key_file",
+            "gateway_pool.endpoints[].tls.cert_file",
+            "gateway_pool.endpoints[].tls.key_file",
+        ],
+        why: "the router's client certificate is tls.client_cert and tls.client_key",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway.tls.client_auth",
+            "servers[].tls.client_auth",
+            "gateway_pool.endpoints[].tls.client_auth",
+        ],
+        why: "which client certificates to accept is the server's choice; the router is the client",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "servers[].auth.client_id",
+            "servers[].auth.client_secret_env",
+            "servers[].auth.token_endpoint",
+            "servers[].auth.scopes",
+            "servers[].auth.scope",
+            "servers[].auth.grant_type",
+            "servers[].auth.username",
+            "servers[].auth.password_env",
+            "servers[].auth.per_message_auth",
+            "servers[].auth.per_message_cache",
+        ],
+        why: "a direct server gets a bearer token from auth.token_env or auth.token_file only",
+        planned: Some("OAuth for direct servers"),
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "servers[].auth.token_secure_key",
+            "servers[].auth.client_secret_secure_key",
+            "servers[].auth.password_secure_key",
+        ],
+        why: "the secure token store is not built; use auth.token_env or auth.token_file",
+        planned: Some("secure store"),
+        quiet: None,
+    },
+    Row {
+        paths: &["servers[].auth.client_cert", "servers[].auth.client_key"],
+        why: "a direct server's client certificate is servers[].tls.client_cert and client_key",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.enabled"],
+        why: "direct servers cannot be switched off: every entry under servers: is used",
+        planned: None,
+        quiet: Some(("", true)),
+    },
+    Row {
+        paths: &["direct_clients.auto_detection.enabled"],
+        why: "auto-detection runs for every server with auto_detect: true; there is no global switch",
+        planned: None,
+        quiet: Some(("", true)),
+    },
+    Row {
+        paths: &["direct_clients.auto_detection.preferred_order"],
+        why: "candidates are probed in the order they are listed",
+        planned: Some("auto-detection order"),
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.max_connections", "direct_clients.connection_pool"],
+        why: "each server has one connection (or process); HTTP keeps its connections alive on its own",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.fallback"],
+        why: "the fallback is set per server: fallback: gateway on the server entry",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.stdio"],
+        why: "a stdio server takes env and cwd from its servers: entry; local.max_message_size bounds its messages",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.websocket.handshake_timeout"],
+        why: "direct_clients.default_timeout bounds the WebSocket connect, handshake included",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "direct_clients.websocket.max_message_size",
+            "direct_clients.sse.buffer_size",
+        ],
+        why: "local.max_message_size is the limit for every transport",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "direct_clients.websocket.default_headers",
+            "direct_clients.http.default_headers",
+            "direct_clients.sse.default_headers",
+        ],
+        why: "headers are set per server (headers: on the server entry, or --header)",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "direct_clients.http.request_timeout",
+            "direct_clients.sse.request_timeout",
+        ],
+        why: "local.request_timeout_ms bounds every request",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.sse.stream_timeout"],
+        why: "the SSE stream stays open until the server ends it, then is reopened",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.http.max_idle_conns"],
+        why: "the HTTP client keeps idle connections on its own",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["direct_clients.http.follow_redirects"],
+        why: "redirects are followed (up to 10) whatever this says",
+        planned: None,
+        quiet: Some(("", true)),
+    },
+    Row {
+        paths: &[
+            "direct_clients.memory_optimization",
+            "direct_clients.websocket.performance",
+            "direct_clients.http.performance",
+            "direct_clients.sse.performance",
+        ],
+        why: "it tunes the Go runtime (object pools, GC), which has no counterpart here",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &["advanced.compression"],
+        why: "message compression is not built",
+        planned: None,
+        quiet: OFF,
+    },
+    Row {
+        paths: &["advanced.deduplication"],
+        why: "request deduplication is not built",
+        planned: None,
+        quiet: OFF,
+    },
+];
+
+/// Keys whose value is a map of the user's own names (variables, headers, labels): the
+/// key is named, not the names inside it.
+pub(super) const FREE_FORM: &[&str] = &[
+    "servers[].env",
+    "servers[].headers",
+    "metrics.labels",
+    "direct_clients.stdio.default_env",
+    "direct_clients.websocket.default_headers",
+    "direct_clients.http.default_headers",
+    "direct_clients.sse.default_headers",
+];
