@@ -57,6 +57,8 @@ pub struct Reader {
     pid: Option<u32>,
     exit: Exit,
     max: usize,
+    /// Once the child exited: until when its stdout may still deliver.
+    drain_until: Option<tokio::time::Instant>,
 }
 
 impl Connector {
@@ -122,6 +124,7 @@ impl Connector {
             pid,
             exit,
             max: self.max_message_size,
+            drain_until: None,
         };
         Ok((writer, reader))
     }
@@ -203,15 +206,14 @@ async fn wait_exit(exit: &mut Exit) -> String {
 
 impl Reader {
     pub(crate) async fn next(&mut self) -> Inbound {
-        let mut drain_until: Option<tokio::time::Instant> = None;
         loop {
             let frame = tokio::select! {
                 f = self.frames.next() => f,
-                _ = self.exit.changed(), if drain_until.is_none() => {
-                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                _ = self.exit.changed(), if self.drain_until.is_none() => {
+                    self.drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                     continue;
                 }
-                _ = sleep_until(drain_until), if drain_until.is_some() => {
+                _ = sleep_until(self.drain_until), if self.drain_until.is_some() => {
                     return self.ended().await;
                 }
             };

@@ -139,16 +139,18 @@ impl Writer {
     }
 
     pub(crate) async fn close(mut self) {
-        let close = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "mcp-router shutting down".into(),
-        };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            self.sink.send(Frame::Close(Some(close))),
-        )
-        .await;
+        send_close(&mut self.sink).await;
     }
+}
+
+/// Close 1000 at shutdown, bounded: a peer that stopped reading must not hold us.
+pub(crate) async fn send_close(sink: &mut SplitSink<Socket, Frame>) {
+    let close = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "mcp-router shutting down".into(),
+    };
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), sink.send(Frame::Close(Some(close)))).await;
 }
 
 /// A text frame over the message's own bytes (checked, not copied).

@@ -69,6 +69,8 @@ pub struct Connector {
     pub said: Arc<Said>,
     /// Between connections (the gateway's `connection.reconnect`, or the server's).
     pub reconnect: ReconnectPolicy,
+    /// The protocol of the endpoint that answered last (its keepalive rule).
+    pub connected: Option<Protocol>,
 }
 
 /// Why a connection attempt failed.
@@ -237,7 +239,7 @@ impl Drop for Writer {
 
 impl Connector {
     pub(crate) fn keepalive(&self) -> Keepalive {
-        let tcp = self.endpoints.iter().all(|e| e.protocol == Protocol::Tcp);
+        let tcp = self.connected == Some(Protocol::Tcp);
         Keepalive {
             every: self.keepalive_interval,
             deadline: self.keepalive_interval,
@@ -266,6 +268,7 @@ impl Connector {
                 Ok((proto_w, proto_r, token)) => {
                     tracing::info!(upstream = %self.name, url = %shown, "connected");
                     self.order.remember(i);
+                    self.connected = Some(self.endpoints[i].protocol);
                     return Ok(self.halves(i, proto_w, proto_r, token, tracker));
                 }
                 Err(e) => {

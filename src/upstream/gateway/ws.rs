@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsFrame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -50,9 +50,12 @@ pub async fn connect(
     max_incoming: usize,
     default_namespace: Arc<str>,
 ) -> Result<(Writer, Reader), ConnectError> {
-    let mut req = url
-        .into_client_request()
-        .map_err(|e| ConnectError::Other(format!("'{url}' is not a usable WebSocket URL: {e}")))?;
+    let mut req = url.into_client_request().map_err(|e| {
+        ConnectError::Other(format!(
+            "'{}' is not a usable WebSocket URL: {e}",
+            crate::telemetry::redact::url(url)
+        ))
+    })?;
     if let Some(token) = token {
         let mut value =
             HeaderValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| {
@@ -148,15 +151,7 @@ impl Writer {
     }
 
     pub async fn close(&mut self) {
-        let close = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "mcp-router shutting down".into(),
-        };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            self.sink.send(WsFrame::Close(Some(close))),
-        )
-        .await;
+        crate::upstream::ws::send_close(&mut self.sink).await;
     }
 }
 
