@@ -227,6 +227,7 @@ pub struct Reader {
     url: String,
     proto: ProtoReader,
     in_flight: Shared,
+    max: usize,
 }
 
 impl Drop for Writer {
@@ -327,6 +328,7 @@ impl Connector {
             url: redact::url(&self.endpoints[endpoint].url),
             proto: reader,
             in_flight,
+            max: self.max_message_size,
         };
         (writer, reader)
     }
@@ -378,7 +380,7 @@ impl Connector {
                 token,
                 self.tls.clone(),
                 self.connect_timeout,
-                self.max_message_size,
+                self.max_message_size.saturating_mul(4),
                 Arc::from(self.default_namespace.as_str()),
             )
             .await
@@ -389,9 +391,9 @@ impl Connector {
                 tls_setting: &self.tls_setting,
                 timeout: self.connect_timeout,
                 framing: self.framing,
-                max_payload: self
-                    .max_message_size
-                    .min(crate::wire::gateway::mcpb::DEFAULT_MAX_PAYLOAD),
+                // The protocol's own limit: a frame over `local.max_message_size` but
+                // within it is read and answered `too_large`; the connection stays.
+                max_payload: crate::wire::gateway::mcpb::DEFAULT_MAX_PAYLOAD,
                 per_message_auth: self.per_message_auth,
                 default_namespace: Arc::from(self.default_namespace.as_str()),
             })
@@ -479,6 +481,19 @@ impl Reader {
             Inbound::Pong => return I::Pong,
             Inbound::Message(b) => b,
         };
+        if bytes.len() > self.max {
+            let mut scan = crate::wire::id_scan::IdScanner::new();
+            scan.feed(&bytes);
+            let id = scan.id();
+            if let Some(id) = &id {
+                lock(&self.in_flight).remove(id);
+            }
+            return I::Oversized {
+                id,
+                len: bytes.len(),
+                limit: self.max,
+            };
+        }
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
