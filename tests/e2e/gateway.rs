@@ -24,7 +24,7 @@ fn sdk_backend(py: &Path) -> String {
 
 /// The bundled echo server (fast, no peers needed): answers every request with its params.
 fn echo_backend() -> String {
-    let bin = router_bin().with_file_name("examples").join("echo_server");
+    let bin = built_bin_dir().join("examples").join("echo_server");
     assert!(
         bin.exists(),
         "{} is missing: build with --all-targets",
@@ -1027,4 +1027,149 @@ fn auto_detection_finds_a_tcp_binary_server() {
         r.stderr()
     );
     r.finish_ok();
+}
+
+/// The gateway URL for `protocol` (`ws` or `tcp`).
+fn gateway_url(gw: &GatewayProc, protocol: &str) -> String {
+    if protocol == "ws" {
+        gw.ws_url("/")
+    } else {
+        gw.tcp_url()
+    }
+}
+
+#[test]
+fn shutdown_is_not_held_by_a_gateway_that_stopped_reading() {
+    // A frozen gateway (SIGSTOP) keeps its sockets open and reads nothing: 18 MB of
+    // requests fill the socket buffers and the router's writes block. Shutdown must
+    // still end in its grace plus the bounded close, every request answered once.
+    let grace = Duration::from_millis(500);
+    for (protocol, stop) in [
+        ("ws", Stop::Signal("TERM")),
+        ("ws", Stop::Stdin),
+        ("tcp", Stop::Signal("TERM")),
+    ] {
+        let gw = gateway(
+            &echo_backend(),
+            &[&format!("--{protocol}"), "127.0.0.1:0", "--token", TOKEN],
+        );
+        let mut r = router(
+            &format!(
+                "gateway:\n  url: {}\n  connection:\n{}local:\n  shutdown_grace_ms: 500\n",
+                gateway_url(&gw, protocol),
+                fast_reconnect()
+            ),
+            &[("MCP_AUTH_TOKEN", TOKEN)],
+            &[],
+        );
+        r.initialize("2025-06-18");
+        assert_eq!(echo_text(&echo_call(&mut r, 1, "up")), Some("up"));
+        gw.signal("STOP");
+        let text = "g".repeat(900 * 1024);
+        let calls: Vec<Value> = (2..22)
+            .map(|id| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}}))
+            .collect();
+        let took = r.flood_then_stop(&calls, stop, grace + Duration::from_secs(3));
+        eprintln!("{protocol} {stop:?}: exited {took:?} after the stop");
+        gw.signal("CONT");
+    }
+}
+
+/// A listener for `protocol`: WebSocket with the token, or TCP in `tcp_mode` (the
+/// handler, which answers HealthCheck, without auth: it wants the token in every request).
+fn gateway_args<'a>(protocol: &'a str, tcp_mode: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = if protocol == "ws" {
+        vec!["--ws", "127.0.0.1:0", "--token", TOKEN]
+    } else {
+        vec!["--tcp", "127.0.0.1:0", "--tcp-mode", tcp_mode]
+    };
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn a_frozen_gateway_is_noticed_by_the_keepalive_and_reconnected() {
+    // Idle, a gateway that answers no keepalive (frozen: SIGSTOP, sockets open) is lost
+    // within about two keepalive intervals; once it thaws, the router is back on it.
+    for (protocol, mode) in [("ws", "frontend"), ("tcp", "handler")] {
+        let gw = gateway(&echo_backend(), &gateway_args(protocol, mode, &[]));
+        let mut r = router(
+            &format!(
+                "gateway:\n  url: {}\n  connection:\n    timeout_ms: 1000\n    keepalive_interval_ms: 400\n{}",
+                gateway_url(&gw, protocol),
+                fast_reconnect()
+            ),
+            &[("MCP_AUTH_TOKEN", TOKEN)],
+            &[],
+        );
+        r.initialize("2025-06-18");
+        assert_eq!(echo_text(&echo_call(&mut r, 1, "before")), Some("before"));
+        // A few keepalives answered first (over TCP, only a peer that has answered one
+        // is held to them).
+        std::thread::sleep(Duration::from_millis(1000));
+        gw.signal("STOP");
+        let t0 = std::time::Instant::now();
+        let noticed = r.wait_log(
+            "did not answer a keepalive within 400ms; the connection is treated as lost",
+            Duration::from_secs(5),
+        );
+        let took = t0.elapsed();
+        gw.signal("CONT");
+        assert!(noticed, "{protocol}: {}", r.stderr());
+        assert!(
+            took < Duration::from_millis(2000),
+            "{protocol}: noticed after {took:?}"
+        );
+        assert!(
+            r.wait_log("client session replayed", WAIT),
+            "{protocol}: {}",
+            r.stderr()
+        );
+        assert_eq!(
+            echo_text(&echo_call(&mut r, 2, "after")),
+            Some("after"),
+            "{protocol}: {}",
+            r.stderr()
+        );
+        assert!(gw.count(": connected (") >= 2, "{protocol}: {}", gw.log());
+        eprintln!("{protocol}: frozen gateway noticed after {took:?}");
+        r.finish_ok();
+    }
+}
+
+#[test]
+fn a_gateway_slow_to_answer_one_call_keeps_its_connection() {
+    // The gateway reads nothing (no ping, no HealthCheck) while it handles a message: a
+    // call that takes five keepalive intervals is not a dead connection.
+    for (protocol, mode) in [("ws", "frontend"), ("tcp", "handler")] {
+        let gw = gateway(
+            &echo_backend(),
+            &gateway_args(protocol, mode, &["--delay-ms", "1500"]),
+        );
+        let mut r = router(
+            &format!(
+                "gateway:\n  url: {}\n  connection:\n    keepalive_interval_ms: 300\n{}",
+                gateway_url(&gw, protocol),
+                fast_reconnect()
+            ),
+            &[("MCP_AUTH_TOKEN", TOKEN)],
+            &[],
+        );
+        r.initialize("2025-06-18");
+        let slow = echo_call(&mut r, 1, "slow but alive");
+        assert_eq!(
+            echo_text(&slow),
+            Some("slow but alive"),
+            "{protocol}: {slow}\n{}",
+            r.stderr()
+        );
+        r.finish_ok();
+        let log = r.stderr();
+        assert!(
+            !log.contains("did not answer a keepalive"),
+            "{protocol}: {log}"
+        );
+        assert!(!log.contains("reconnecting"), "{protocol}: {log}");
+        assert_eq!(gw.count(": connected ("), 1, "{protocol}: {}", gw.log());
+    }
 }

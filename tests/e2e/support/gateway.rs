@@ -12,7 +12,7 @@ use super::*;
 /// `target/<profile>/mcp-test-gateway`, next to the router binary (the workspace build
 /// makes both).
 pub fn gateway_bin() -> PathBuf {
-    let path = router_bin().with_file_name("mcp-test-gateway");
+    let path = built_bin_dir().join("mcp-test-gateway");
     assert!(
         path.exists(),
         "{} is missing: build the workspace (`cargo test --workspace` or `cargo build -p mcp-test-gateway`)",
@@ -120,6 +120,16 @@ impl GatewayProc {
             "http://{}/token",
             self.oauth.as_ref().expect("oauth listener")
         )
+    }
+
+    /// Sends `sig` (`STOP`: frozen — it reads and answers nothing, its sockets stay open;
+    /// `CONT`: thawed).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
     }
 
     /// SIGKILL: no close frames, no goodbye.

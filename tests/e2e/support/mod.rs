@@ -3,7 +3,9 @@
 //! Everything here is synchronous and bounded: every wait has a timeout, so a broken
 //! router fails a test instead of hanging it. Peers installed by `scripts/setup-peers`
 //! are found under `target/peers` (or `$MCP_ROUTER_PEERS`); when one is missing, a test
-//! fails under `CI=true` and is skipped (with a message) elsewhere.
+//! fails under `CI=true` and is skipped (with a message) elsewhere. `MCP_ROUTER_BIN`
+//! runs the tests against another router binary (e.g. an older build, to check that a
+//! regression test fails without its fix); the test peers still come from this build.
 
 #![allow(dead_code)]
 
@@ -11,6 +13,7 @@ pub mod gateway;
 pub mod mcpb_peer;
 pub mod tls_proxy;
 pub mod ws_bridge;
+pub mod ws_peer;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,8 +27,20 @@ use serde_json::{json, Value};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The router under test: this build's, or `$MCP_ROUTER_BIN`.
 pub fn router_bin() -> PathBuf {
+    std::env::var_os("MCP_ROUTER_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mcp-router")))
+}
+
+/// Where this build put its binaries (the test gateway, the examples).
+pub fn built_bin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mcp-router"))
+        .parent()
+        .expect("a bin dir")
+        .to_path_buf()
 }
 
 pub fn repo_root() -> PathBuf {
@@ -210,6 +225,11 @@ impl RouterProc {
 
     pub fn close_stdin(&mut self) {
         self.stdin.take();
+    }
+
+    /// The router's stdin, to write from another thread (dropping it closes stdin).
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin open")
     }
 
     pub fn signal(&self, sig: &str) {
@@ -406,5 +426,78 @@ impl RouterProc {
             "router did not exit cleanly: {}",
             self.stderr()
         );
+    }
+}
+
+/// How a test ends the router.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// The client closes stdin (it is done).
+    Stdin,
+    /// `kill -<name>` (e.g. "TERM").
+    Signal(&'static str),
+}
+
+impl RouterProc {
+    /// Writes `requests` (from another thread: a router may stop reading its stdin),
+    /// lets the router try to forward them, ends it with `stop`, and expects it to exit
+    /// within `limit` with exactly one reply for every request (an error is fine).
+    /// Returns how long the exit took.
+    pub fn flood_then_stop(&mut self, requests: &[Value], stop: Stop, limit: Duration) -> Duration {
+        let ids: Vec<Value> = requests.iter().map(|r| r["id"].clone()).collect();
+        let mut bytes = Vec::new();
+        for r in requests {
+            serde_json::to_writer(&mut bytes, r).unwrap();
+            bytes.push(b'\n');
+        }
+        let mut stdin = self.take_stdin();
+        let feeder = thread::spawn(move || {
+            let _ = stdin.write_all(&bytes).and_then(|()| stdin.flush());
+            stdin
+        });
+        assert!(
+            wait_until(WAIT, || feeder.is_finished()),
+            "the router stopped reading its stdin: {}",
+            self.stderr()
+        );
+        let stdin = feeder.join().unwrap();
+        // Time to forward what it can, and to get stuck on what it cannot.
+        thread::sleep(Duration::from_millis(500));
+        let t0 = Instant::now();
+        match stop {
+            Stop::Stdin => drop(stdin),
+            Stop::Signal(sig) => {
+                self.signal(sig);
+                // Kept open: the signal alone must end it.
+                self.stdin = Some(stdin);
+            }
+        }
+        let exited = self.wait_exit(limit);
+        let took = t0.elapsed();
+        assert!(
+            exited.is_some(),
+            "the router did not exit within {limit:?} of {stop:?}; stderr:\n{}",
+            self.stderr()
+        );
+        let mut replies: std::collections::HashMap<String, usize> = Default::default();
+        while let Some(v) = self.recv(Duration::from_secs(2)) {
+            if v.get("method").is_none() {
+                *replies.entry(v["id"].to_string()).or_default() += 1;
+            }
+        }
+        for id in &ids {
+            let n = replies.remove(&id.to_string()).unwrap_or(0);
+            assert_eq!(
+                n,
+                1,
+                "{n} replies for request {id}; stderr:\n{}",
+                self.stderr()
+            );
+        }
+        assert!(
+            replies.is_empty(),
+            "replies for ids never sent: {replies:?}"
+        );
+        took
     }
 }
