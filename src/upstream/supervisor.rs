@@ -328,7 +328,9 @@ impl Supervisor {
         let keepalive = connector.keepalive();
         let every = keepalive.map_or(Duration::from_secs(3600), |k| k.every);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // The oldest unanswered ping, and the newest one sent.
         let mut ping_at: Option<Instant> = None;
+        let mut last_ping: Option<Instant> = None;
         let mut batch = Vec::with_capacity(BATCH);
         let reason = loop {
             batch.clear();
@@ -363,7 +365,9 @@ impl Supervisor {
                     if let Err(e) = sent {
                         break self.after_write_error(e, &mut writer, &mut reader_task).await;
                     }
-                    ping_at.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    ping_at.get_or_insert(now);
+                    last_ping = Some(now);
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let (Some(at), Some(k)) = (ping_at.take(), keepalive) else { continue };
@@ -377,6 +381,8 @@ impl Supervisor {
                     if !answered && enforced {
                         break format!("server '{}' did not answer a keepalive within {:?}; the connection is treated as lost", port.name(), k.deadline);
                     }
+                    // A ping sent after the one just checked is now the one to watch.
+                    ping_at = last_ping.filter(|p| *p > at && start + heard < *p);
                 }
             }
         };
