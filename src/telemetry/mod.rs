@@ -1,3 +1,4 @@
 //! Observability: structured logs now; metrics and the health endpoint join here.
 
 pub mod logging;
+pub mod redact;
