@@ -326,3 +326,30 @@ fn mcp_param_headers_are_mirrored_after_tools_list() {
     );
     router.finish_ok();
 }
+
+/// `config check` prints server URLs with their userinfo and query masked.
+#[test]
+fn config_check_masks_userinfo_and_query_of_server_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("router.yaml");
+    std::fs::write(
+        &cfg,
+        "servers:\n  - name: a\n    url: https://user:PWSECRET@api.example.com/mcp?api_key=QSECRET\n",
+    )
+    .unwrap();
+    let out = Command::new(router_bin())
+        .args(["config", "check", "--config", cfg.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("https://***@api.example.com/mcp?***"),
+        "{text}"
+    );
+    assert_no_secret(&text, "PWSECRET");
+    assert_no_secret(&text, "QSECRET");
+}
