@@ -5,7 +5,15 @@
 //! The stream is the session: when it drops, the requests it carried get an error, it is
 //! opened again with backoff, and the client's handshake is replayed on the new session
 //! (reply swallowed) before anything queued is sent. POSTs are sent in order, one at a
-//! time (they answer at once; the replies come on the stream).
+//! time (they answer at once; the replies come on the stream), each bounded by
+//! `local.request_timeout_ms` and given up on at shutdown.
+//!
+//! The `endpoint` event must name a URL on the SSE stream's own origin (scheme, host,
+//! port): every message, with the configured headers (often a bearer token), is POSTed
+//! there, so an endpoint elsewhere is refused and the upstream gives up.
+//!
+//! Reached directly for `…/sse` URLs, or from a Streamable HTTP upstream whose first POST
+//! the server refused ([`SseUpstream::run_with`] then sends that message first).
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -18,11 +26,11 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use tracing::Instrument;
 
-use super::error_chain;
 use super::reconnect::{connection_lost, End, Pacing};
 use super::stdio::Links;
 use crate::config::ReconnectPolicy;
 use crate::router::{Handshake, Router, UpstreamDecision};
+use crate::telemetry::redact;
 use crate::wire::Message;
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
@@ -52,8 +60,26 @@ struct Session {
     events: Events,
 }
 
+/// Why no session could be opened.
+enum OpenError {
+    /// Worth another try later (the server is down, the stream broke).
+    Retry(String),
+    /// The server answered, but not with a legacy SSE stream (a non-2xx status, no
+    /// `endpoint` event): worth another try only if it was one before.
+    NotSse(String),
+    /// Trying again would do the same thing (an endpoint on another origin).
+    Refused(String),
+}
+
 impl SseUpstream {
-    pub async fn run(self, mut links: Links) {
+    pub async fn run(self, links: Links) {
+        self.run_with(links, None).await
+    }
+
+    /// Like [`run`](Self::run), but sends `first` before anything else: the message a
+    /// Streamable HTTP upstream handed over, unanswered, when the server refused its POST.
+    pub async fn run_with(self, mut links: Links, first: Option<Message>) {
+        let mut first = first;
         let http = match super::http_client(self.connect_timeout, &self.tls) {
             Ok(client) => Http {
                 client,
@@ -74,8 +100,24 @@ impl SseUpstream {
             let end = tokio::select! {
                 _ = links.shutdown.cancelled() => End::Shutdown,
                 s = self.open(&http) => match s {
-                    Ok(session) => self.connection(&http, session, &mut links).await,
-                    Err(e) => End::Lost(e),
+                    Ok(session) => self.connection(&http, session, &mut links, first.take()).await,
+                    Err(OpenError::Refused(text)) => {
+                        super::give_up(&links, text).await;
+                        return;
+                    }
+                    Err(OpenError::NotSse(e)) if first.is_some() => {
+                        // It refused the POST and the GET: nothing MCP lives at this URL.
+                        let text = format!("{e}; it refused a Streamable HTTP POST too, so {} is neither a Streamable HTTP nor a legacy SSE MCP endpoint: check the server's url", redact::url(&self.url));
+                        super::give_up(&links, text).await;
+                        return;
+                    }
+                    Err(OpenError::Retry(e) | OpenError::NotSse(e)) if first.take().is_some() => {
+                        // The handed-over message waits for an answer no session can give
+                        // now: it fails, like anything carried by a lost connection.
+                        let reason = format!("{e} (it refused a Streamable HTTP POST, so it was tried as a legacy HTTP+SSE server)");
+                        connection_lost(&self.name, reason, &links).await
+                    }
+                    Err(OpenError::Retry(e) | OpenError::NotSse(e)) => End::Lost(e),
                 },
             };
             let End::Lost(reason) = end else { return };
@@ -86,9 +128,14 @@ impl SseUpstream {
     }
 
     /// GETs the stream and waits for the `endpoint` event.
-    async fn open(&self, http: &Http) -> Result<Session, String> {
-        let base = reqwest::Url::parse(&self.url)
-            .map_err(|e| format!("'{}' is not a valid URL: {e}", self.url))?;
+    async fn open(&self, http: &Http) -> Result<Session, OpenError> {
+        let shown = redact::url(&self.url);
+        let base = reqwest::Url::parse(&self.url).map_err(|e| {
+            OpenError::Refused(format!(
+                "server '{}': '{shown}' is not a valid URL ({e}); fix its url in the configuration",
+                self.name
+            ))
+        })?;
         let resp = http
             .client
             .get(base.clone())
@@ -97,53 +144,92 @@ impl SseUpstream {
             .send()
             .await
             .map_err(|e| {
-                format!(
-                    "cannot reach server '{}' at {}: {}",
+                OpenError::Retry(format!(
+                    "cannot reach server '{}' at {shown}: {}",
                     self.name,
-                    self.url,
-                    error_chain(&e)
-                )
+                    redact::reqwest_error(e)
+                ))
             })?;
         if !resp.status().is_success() {
-            return Err(format!(
+            return Err(OpenError::NotSse(format!(
                 "server '{}' answered the SSE GET with HTTP {}",
                 self.name,
                 resp.status()
-            ));
+            )));
         }
         let mut events: Events = Box::pin(resp.bytes_stream().eventsource());
         let wait = async {
             while let Some(event) = events.next().await {
-                let event = event.map_err(|e| format!("the SSE stream broke: {e}"))?;
+                let event =
+                    event.map_err(|e| format!("the SSE stream broke: {}", redact::sse_error(e)))?;
                 if event.event == "endpoint" {
-                    return base
-                        .join(event.data.trim())
-                        .map_err(|e| format!("bad endpoint '{}': {e}", event.data));
+                    // The data is a URL with the session in it: never shown raw.
+                    return base.join(event.data.trim()).map_err(|e| {
+                        format!(
+                            "server '{}' sent an endpoint that is not a URL ({e})",
+                            self.name
+                        )
+                    });
                 }
             }
             Err("the SSE stream ended before the endpoint event".to_owned())
         };
         let endpoint = tokio::time::timeout(self.request_timeout, wait)
             .await
-            .map_err(|_| format!("server '{}' sent no endpoint event", self.name))??;
-        tracing::info!(upstream = %self.name, %endpoint, "SSE session open");
+            .map_err(|_| {
+                OpenError::NotSse(format!("server '{}' sent no endpoint event", self.name))
+            })?
+            .map_err(OpenError::Retry)?;
+        if endpoint.origin() != base.origin() {
+            let text = format!(
+                "server '{}' named {} as the URL to POST messages to, which is on another origin than its SSE stream {shown}; mcp-router refuses to send messages (and the configured headers) there. Use a server whose endpoint is on its own origin, or point mcp-router at the other server directly",
+                self.name,
+                redact::url(endpoint.as_str())
+            );
+            return Err(OpenError::Refused(text));
+        }
+        tracing::info!(upstream = %self.name, endpoint = %redact::url(endpoint.as_str()), "SSE session open");
         Ok(Session { endpoint, events })
     }
 
+    /// A POST; `None` at shutdown (the POST is dropped).
+    async fn post_or_stop(
+        &self,
+        http: &Http,
+        endpoint: &reqwest::Url,
+        body: Bytes,
+        links: &Links,
+    ) -> Option<Result<(), String>> {
+        tokio::select! {
+            _ = links.shutdown.cancelled() => None,
+            r = self.post(http, endpoint, body) => Some(r),
+        }
+    }
+
+    /// A POST, bounded by `request_timeout`: a server that never acknowledges one must not
+    /// hold the session (nor the router's exit) forever.
     async fn post(&self, http: &Http, endpoint: &reqwest::Url, body: Bytes) -> Result<(), String> {
-        let resp = http
+        let send = http
             .client
             .post(endpoint.clone())
             .headers(http.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(body)
-            .send()
+            .send();
+        let resp = tokio::time::timeout(self.request_timeout, send)
             .await
+            .map_err(|_| {
+                format!(
+                    "server '{}' did not acknowledge a message within {} (local.request_timeout_ms)",
+                    self.name,
+                    humantime::format_duration(self.request_timeout)
+                )
+            })?
             .map_err(|e| {
                 format!(
                     "posting to server '{}' failed: {}",
                     self.name,
-                    error_chain(&e)
+                    redact::reqwest_error(e)
                 )
             })?;
         if resp.status().is_success() {
@@ -157,7 +243,13 @@ impl SseUpstream {
         }
     }
 
-    async fn connection(&self, http: &Http, mut session: Session, links: &mut Links) -> End {
+    async fn connection(
+        &self,
+        http: &Http,
+        mut session: Session,
+        links: &mut Links,
+        first: Option<Message>,
+    ) -> End {
         if let Some(hs) = links.router.handshake() {
             if let Err(e) = self.replay(http, &mut session, hs).await {
                 return End::Lost(format!("session replay failed: {e}"));
@@ -176,9 +268,19 @@ impl SseUpstream {
         let mut reader = std::pin::pin!(reader);
         let (gen, queued) = links.router.upstream_up();
         let mut result = Ok(());
-        for msg in queued {
+        // The handed-over message came before anything the router queued.
+        for msg in first.into_iter().chain(queued) {
             if result.is_ok() {
-                result = self.post(http, &session.endpoint, msg.into_raw()).await;
+                match self
+                    .post_or_stop(http, &session.endpoint, msg.into_raw(), links)
+                    .await
+                {
+                    Some(r) => result = r,
+                    None => {
+                        reader.abort();
+                        return End::Shutdown;
+                    }
+                }
             }
         }
         let reason = loop {
@@ -202,7 +304,13 @@ impl SseUpstream {
                         return End::Shutdown;
                     };
                     if out.gen == gen {
-                        result = self.post(http, &session.endpoint, out.msg.into_raw()).await;
+                        match self.post_or_stop(http, &session.endpoint, out.msg.into_raw(), links).await {
+                            Some(r) => result = r,
+                            None => {
+                                reader.abort();
+                                return End::Shutdown;
+                            }
+                        }
                     }
                 }
             }
@@ -226,7 +334,8 @@ impl SseUpstream {
         .await?;
         let wait = async {
             while let Some(event) = session.events.next().await {
-                let event = event.map_err(|e| format!("the SSE stream broke: {e}"))?;
+                let event =
+                    event.map_err(|e| format!("the SSE stream broke: {}", redact::sse_error(e)))?;
                 if let Some(outcome) = super::replay_reply(&id, Bytes::from(event.data)) {
                     return outcome;
                 }
@@ -252,7 +361,7 @@ async fn read_events(
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(e) => e,
-            Err(e) => return format!("SSE stream failed: {e}"),
+            Err(e) => return format!("SSE stream failed: {}", redact::sse_error(e)),
         };
         if event.data.is_empty() || !(event.event.is_empty() || event.event == "message") {
             continue;

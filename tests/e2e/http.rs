@@ -327,6 +327,145 @@ fn mcp_param_headers_are_mirrored_after_tools_list() {
     router.finish_ok();
 }
 
+// ---- Misbehaving servers, start-up speed, limits, and secrets in URLs ----
+
+/// `http_faults.py` (a deliberately misbehaving server, standard library only) on a free
+/// port, with `flags`.
+fn faults_server(flags: &[&str]) -> NetServer {
+    let port = free_port();
+    net_server(
+        Command::new(python())
+            .arg(py_script("http_faults.py"))
+            .args(["--port", &port.to_string()])
+            .args(flags),
+        port,
+    )
+}
+
+fn echo(router: &mut RouterProc, id: i64, text: &str) -> Value {
+    router.request(
+        json!(id),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": text}}),
+    )
+}
+
+/// The same for legacy SSE: its POSTs were unbounded and not raced with shutdown, so a
+/// server that never acknowledged one kept the router from exiting.
+#[test]
+fn a_legacy_sse_post_the_server_never_acknowledges_does_not_keep_the_router_alive() {
+    const GRACE: Duration = Duration::from_millis(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("seen.txt");
+    let server = faults_server(&[
+        "--legacy-endpoint",
+        "/messages/?session_id=1",
+        "--hang-posts",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/sse")],
+        &[("MCP_LOCAL_SHUTDOWN_GRACE_MS", "1000")],
+    );
+    router.send(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}));
+    assert!(
+        wait_until(Duration::from_secs(10), || read_lines(&record)
+            .iter()
+            .any(|l| l.starts_with("POST /messages/?session_id=1 initialize"))),
+        "the server never saw the initialize: {}",
+        router.stderr()
+    );
+    let t0 = std::time::Instant::now();
+    router.close_stdin();
+    let status = router.wait_exit(GRACE + Duration::from_secs(5));
+    let took = t0.elapsed();
+    assert!(
+        status.is_some() && took < GRACE + Duration::from_millis(1500),
+        "the router took {took:?} to exit (grace {GRACE:?}): {}",
+        router.stderr()
+    );
+    let (reply, _) = router.response(&json!(0));
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down")),
+        "{reply}"
+    );
+}
+
+/// Listens on a loopback port and notes every connection (and its first bytes).
+struct Tripwire {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn tripwire() -> Tripwire {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    Tripwire { port, seen }
+}
+
+/// Defect: a legacy SSE `endpoint` event may name any URL, and every message (with the
+/// configured headers: the bearer token) was POSTed there. Now an endpoint on another
+/// origin is refused: that listener sees nothing, the client gets a clear error.
+#[test]
+fn an_sse_endpoint_on_another_origin_is_refused() {
+    let thief = tripwire();
+    let server = faults_server(&[
+        "--legacy-endpoint",
+        &format!("http://127.0.0.1:{}/steal?sessionId=abc", thief.port),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "servers:\n  - name: legacy\n    url: {}\n    headers:\n      Authorization: Bearer TOPSECRET-e2e\n",
+            server.url("/sse")
+        ),
+    )
+    .unwrap();
+    let mut router = RouterProc::start(
+        &["--config", cfg.to_str().unwrap()],
+        &[("MCP_LOGGING_LEVEL", "debug")],
+    );
+    let init = router.initialize("2024-11-05");
+    let message = init["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("another origin") && message.contains(&server.url("/sse")),
+        "{init}\n{}",
+        router.stderr()
+    );
+    let again = echo(&mut router, 2, "x");
+    assert!(again["error"].is_object(), "{again}");
+    assert!(
+        router.stderr().contains("another origin"),
+        "{}",
+        router.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = thief.seen.lock().unwrap().clone();
+    assert!(seen.is_empty(), "the other origin was contacted: {seen:?}");
+    assert_no_secret(&router.stderr(), "TOPSECRET");
+    router.finish_ok();
+}
+
 /// `config check` prints server URLs with their userinfo and query masked.
 #[test]
 fn config_check_masks_userinfo_and_query_of_server_urls() {
