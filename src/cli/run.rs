@@ -217,6 +217,16 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
             tracker: tracker.clone(),
         };
         let span = tracing::info_span!("upstream", upstream = %server.name);
+        let sse = |url| SseUpstream {
+            name: server.name.clone(),
+            url,
+            headers: headers.clone(),
+            connect_timeout,
+            tls: tls.clone(),
+            reconnect: server.reconnect.clone(),
+            max_message_size: local.max_message_size,
+            request_timeout: local.request_timeout,
+        };
         match target {
             Target::Stdio(command) => tracker.spawn(
                 StdioUpstream {
@@ -231,33 +241,30 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                 .run(links)
                 .instrument(span),
             ),
-            Target::Http(url) => tracker.spawn(
-                HttpUpstream {
+            Target::Http(url) => {
+                let http = HttpUpstream {
                     name: server.name.clone(),
-                    url,
+                    url: url.clone(),
                     headers: headers.clone(),
                     max_message_size: local.max_message_size,
                     connect_timeout,
                     tls: tls.clone(),
                     shutdown_grace: local.shutdown_grace,
-                }
-                .run(links)
-                .instrument(span),
-            ),
-            Target::Sse(url) => tracker.spawn(
-                SseUpstream {
-                    name: server.name.clone(),
-                    url,
-                    headers: headers.clone(),
-                    connect_timeout,
-                    tls: tls.clone(),
-                    reconnect: server.reconnect.clone(),
-                    max_message_size: local.max_message_size,
                     request_timeout: local.request_timeout,
-                }
-                .run(links)
-                .instrument(span),
-            ),
+                    max_concurrent_requests: local.max_concurrent_requests,
+                };
+                // A server that refuses the first POST is legacy HTTP+SSE.
+                let legacy = sse(url);
+                tracker.spawn(
+                    async move {
+                        if let Some(fallback) = http.run(links).await {
+                            legacy.run_with(fallback.links, Some(fallback.first)).await;
+                        }
+                    }
+                    .instrument(span),
+                )
+            }
+            Target::Sse(url) => tracker.spawn(sse(url).run(links).instrument(span)),
             Target::Detect { .. } => bail!("server {}: auto-detection did not run", server.name),
             Target::Gateway => {
                 let up = gateway.take().context("the gateway was not set up")?;

@@ -350,6 +350,97 @@ fn echo(router: &mut RouterProc, id: i64, text: &str) -> Value {
     )
 }
 
+/// Defect: notifications were POSTed inline without a bound, so a server that accepts
+/// one and never answers held back every later message. Now a later request still gets
+/// the server's reply (well within its 5 s timeout), and the stuck POST is given up on.
+#[test]
+fn a_notification_the_server_never_acknowledges_does_not_hold_back_later_requests() {
+    let server = faults_server(&["--hang-notifications"]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/mcp")],
+        &[
+            ("MCP_LOCAL_REQUEST_TIMEOUT_MS", "5000"),
+            ("MCP_LOGGING_LEVEL", "info"),
+        ],
+    );
+    let init = router.initialize("2025-11-25");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "http-faults",
+        "{init}"
+    );
+    let reply = echo(&mut router, 2, "still here");
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        "still here",
+        "{reply}\n{}",
+        router.stderr()
+    );
+    assert!(
+        router.wait_log("notifications/initialized", Duration::from_secs(10)),
+        "the stuck POST was not reported: {}",
+        router.stderr()
+    );
+    router.finish_ok();
+}
+
+/// Defect: request POSTs were never aborted, so with a server that never answers, the
+/// router never exited. Now it exits within `shutdown_grace_ms` plus a moment, on stdin
+/// EOF and on SIGTERM, and the client hears why its request ended.
+#[test]
+fn a_request_the_server_never_answers_does_not_keep_the_router_alive() {
+    const GRACE: Duration = Duration::from_millis(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("seen.txt");
+    let server = faults_server(&[
+        "--session",
+        "--hang-tools",
+        "--hang-delete",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    for how in ["eof", "sigterm"] {
+        let mut router = RouterProc::start(
+            &["--", &server.url("/mcp")],
+            &[("MCP_LOCAL_SHUTDOWN_GRACE_MS", "1000")],
+        );
+        let init = router.initialize("2025-11-25");
+        assert!(init["result"].is_object(), "{init}");
+        router.send(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+            "params":{"name":"echo","arguments":{"text":"never"}}}));
+        let posted = || {
+            read_lines(&record)
+                .iter()
+                .filter(|l| l.starts_with("POST /mcp tools/call"))
+                .count()
+        };
+        let before = if how == "eof" { 0 } else { 1 };
+        assert!(
+            wait_until(Duration::from_secs(10), || posted() > before),
+            "the server never saw the call: {}",
+            router.stderr()
+        );
+        let t0 = std::time::Instant::now();
+        match how {
+            "eof" => router.close_stdin(),
+            _ => router.signal("TERM"),
+        }
+        let status = router.wait_exit(GRACE + Duration::from_secs(5));
+        let took = t0.elapsed();
+        assert!(
+            status.is_some() && took < GRACE + Duration::from_millis(1500),
+            "{how}: the router took {took:?} to exit (grace {GRACE:?}): {}",
+            router.stderr()
+        );
+        let (reply, _) = router.response(&json!(2));
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("shutting down")),
+            "{how}: {reply}"
+        );
+    }
+}
+
 /// The same for legacy SSE: its POSTs were unbounded and not raced with shutdown, so a
 /// server that never acknowledged one kept the router from exiting.
 #[test]
@@ -393,6 +484,84 @@ fn a_legacy_sse_post_the_server_never_acknowledges_does_not_keep_the_router_aliv
             .is_some_and(|m| m.contains("shutting down")),
         "{reply}"
     );
+}
+
+/// Defect: one HTTP task per request, uncapped. With `max_concurrent_requests: 2` the
+/// server never sees more than 2 request POSTs at once, and every request is still
+/// answered exactly once.
+#[test]
+fn request_posts_are_capped_by_max_concurrent_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.txt");
+    let server = faults_server(&["--hold-ms", "300", "--stats", stats.to_str().unwrap()]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/mcp")],
+        &[("MCP_LOCAL_MAX_CONCURRENT_REQUESTS", "2")],
+    );
+    let init = router.initialize("2025-11-25");
+    assert!(init["result"].is_object(), "{init}");
+    const N: i64 = 8;
+    for n in 1..=N {
+        router.send(&json!({"jsonrpc":"2.0","id":n,"method":"tools/call",
+            "params":{"name":"hold","arguments":{"n":n}}}));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < N as usize {
+        let Some(v) = router.recv(WAIT) else {
+            panic!("only {seen:?} answered\n{}", router.stderr());
+        };
+        let id = v["id"].as_i64().expect("a response with an id");
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            format!("held {id}"),
+            "{v}"
+        );
+        *seen.entry(id).or_insert(0) += 1;
+        assert_eq!(seen[&id], 1, "request {id} answered twice");
+    }
+    // Nothing more (no second answer to any of them).
+    assert!(router.recv(Duration::from_millis(500)).is_none());
+    let text = std::fs::read_to_string(&stats).unwrap_or_default();
+    assert!(
+        text.contains("max_concurrent=2 ") && text.contains("answered=8"),
+        "the server saw: {text}"
+    );
+    router.finish_ok();
+}
+
+/// Defect: the GET stream honoured `retry: 0` literally, so a server that answers it and
+/// closes the stream at once got a hot reconnect loop. Now the wait has a floor and backs
+/// off on repeated immediate closes: a handful of GETs in 2 s, not thousands.
+#[test]
+fn a_get_stream_closed_at_once_with_retry_zero_is_not_reopened_in_a_hot_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("seen.txt");
+    let server = faults_server(&[
+        "--session",
+        "--get-retry-zero",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    let mut router = RouterProc::start(&["--", &server.url("/mcp")], &[]);
+    let init = router.initialize("2025-11-25");
+    assert!(init["result"].is_object(), "{init}");
+    let gets = || {
+        read_lines(&record)
+            .iter()
+            .filter(|l| l.starts_with("GET /mcp"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || gets() >= 1),
+        "no GET stream was opened: {}",
+        router.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let n = gets();
+    assert!(n <= 10, "{n} GETs in about 2 s");
+    let reply = echo(&mut router, 2, "fine");
+    assert_eq!(reply["result"]["content"][0]["text"], "fine", "{reply}");
+    router.finish_ok();
 }
 
 /// Listens on a loopback port and notes every connection (and its first bytes).
