@@ -163,6 +163,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
                         .then(upstream::detect::default_cache_file)
                         .flatten()
                         .map(|f| (f, cfg.direct.cache_ttl)),
+                    fallback_gateway,
                 };
                 match upstream::detect::detect(&probe).await {
                     Ok(found) => Target::from_detected(found),

@@ -342,12 +342,89 @@ fn faults_server(flags: &[&str]) -> NetServer {
     )
 }
 
+/// One POST straight to a server (no router), to warm it up; returns the raw answer.
+fn post_direct(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn init_body() -> String {
+    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}).to_string()
+}
+
 fn echo(router: &mut RouterProc, id: i64, text: &str) -> Value {
     router.request(
         json!(id),
         "tools/call",
         json!({"name": "echo", "arguments": {"text": text}}),
     )
+}
+
+/// Defect: a lone URL was probed with a GET first, and a stateless server's GET stream
+/// never sends the `endpoint` event the probe waited 2 s for. Now the client's first
+/// message is the probe (the spec's backwards-compatibility rule): its reply comes in the
+/// server's own time.
+#[test]
+fn a_stateless_server_answers_the_first_request_at_once() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_net_server(&py, "streamable-http", free_port(), &["--stateless"]);
+    // Warm the server (imports, first-request costs) so the bound measures the router.
+    let warm = post_direct(server.port, "/mcp", &init_body());
+    assert!(warm.contains("sdk-test-server"), "{warm}");
+    let mut router = RouterProc::start(&["--", &server.url("/mcp")], &[]);
+    let t0 = std::time::Instant::now();
+    let init = router.initialize("2025-11-25");
+    let took = t0.elapsed();
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "sdk-test-server",
+        "{init}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the first reply took {took:?} (a probe waited for the GET stream?)\n{}",
+        router.stderr()
+    );
+    let reply = echo(&mut router, 2, "quick");
+    assert_eq!(reply["result"]["content"][0]["text"], "quick", "{reply}");
+    router.finish_ok();
+}
+
+/// A legacy HTTP+SSE server whose stream is not at `…/sse`: the first POST (405 from the
+/// SDK's GET-only route) says "legacy", the router opens the SSE stream, sends that first
+/// message there, and the session carries on as legacy SSE.
+#[test]
+fn a_legacy_sse_server_at_any_path_is_found_by_its_answer_to_the_first_post() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_net_server(&py, "sse", free_port(), &["--sse-path", "/events"]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/events")],
+        &[("MCP_LOGGING_LEVEL", "info")],
+    );
+    let init = router.initialize("2024-11-05");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"],
+        "sdk-test-server",
+        "{init}\n{}",
+        router.stderr()
+    );
+    let reply = echo(&mut router, 2, "over sse");
+    assert_eq!(reply["result"]["content"][0]["text"], "over sse", "{reply}");
+    assert!(
+        router.stderr().contains("legacy HTTP+SSE"),
+        "{}",
+        router.stderr()
+    );
+    router.finish_ok();
 }
 
 /// Defect: notifications were POSTed inline without a bound, so a server that accepts
@@ -633,6 +710,49 @@ fn an_sse_endpoint_on_another_origin_is_refused() {
     assert!(seen.is_empty(), "the other origin was contacted: {seen:?}");
     assert_no_secret(&router.stderr(), "TOPSECRET");
     router.finish_ok();
+}
+
+/// Defect: reqwest errors and our log lines printed whole URLs, userinfo and query
+/// (API keys) included, to the log and into error replies. At `trace`, against a server
+/// that is unreachable, one that refuses, and one that works: neither secret appears in
+/// the log or in any reply.
+#[test]
+fn secrets_in_a_server_url_stay_out_of_logs_and_replies() {
+    let server = faults_server(&[]);
+    let dead = free_port();
+    let urls = [
+        format!("http://user:PWSECRET@127.0.0.1:{dead}/mcp?api_key=QSECRET"),
+        format!(
+            "http://user:PWSECRET@127.0.0.1:{}/nope?api_key=QSECRET",
+            server.port
+        ),
+        format!(
+            "http://user:PWSECRET@127.0.0.1:{}/mcp?api_key=QSECRET",
+            server.port
+        ),
+    ];
+    for (i, url) in urls.iter().enumerate() {
+        let mut router = RouterProc::start(&["--", url], &[("MCP_LOGGING_LEVEL", "trace")]);
+        let mut replies = vec![router.initialize("2025-11-25")];
+        replies.push(echo(&mut router, 2, "hello"));
+        if i == 2 {
+            assert_eq!(
+                replies[1]["result"]["content"][0]["text"], "hello",
+                "{replies:?}"
+            );
+        } else {
+            assert!(replies[1]["error"].is_object(), "{replies:?}");
+        }
+        router.finish_ok();
+        let log = router.stderr();
+        assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+        for secret in ["PWSECRET", "QSECRET"] {
+            assert_no_secret(&log, secret);
+            for r in &replies {
+                assert!(!r.to_string().contains(secret), "{url}: {r}");
+            }
+        }
+    }
 }
 
 /// `config check` prints server URLs with their userinfo and query masked.
