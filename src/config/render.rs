@@ -1,6 +1,7 @@
 //! `config check`'s view of the effective configuration: YAML, unset keys left out,
 //! durations as written by people (`30s`), every secret and every server `env`/`headers`
-//! value masked (those routinely carry API keys).
+//! value masked (those routinely carry API keys), and so are the userinfo and query of
+//! server URLs (`https://***@host/mcp?***`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,13 +78,14 @@ impl Serialize for ServerTarget {
                 }
             }
             ServerTarget::Url(url) if url.is_empty() => {}
-            ServerTarget::Url(url) => map.serialize_entry("url", url)?,
+            ServerTarget::Url(url) => map.serialize_entry("url", &masked_url(url))?,
             ServerTarget::AutoDetect {
                 candidates,
                 fallback_gateway,
             } => {
                 map.serialize_entry("auto_detect", &true)?;
-                map.serialize_entry("candidates", candidates)?;
+                let shown: Vec<String> = candidates.iter().map(|c| masked_url(c)).collect();
+                map.serialize_entry("candidates", &shown)?;
                 map.serialize_entry(
                     "fallback",
                     if *fallback_gateway { "gateway" } else { "none" },
@@ -91,5 +93,14 @@ impl Serialize for ServerTarget {
             }
         }
         map.end()
+    }
+}
+
+/// A URL candidate with its secret parts masked; a command line as written.
+fn masked_url(candidate: &str) -> String {
+    if candidate.contains("://") {
+        crate::telemetry::redact::masked(candidate)
+    } else {
+        candidate.to_owned()
     }
 }

@@ -618,6 +618,52 @@ impl Core {
         u.gen
     }
 
+    /// Connection `gen` of `up` hands back messages it took but could not send (the
+    /// transport turned out to be another one): they go back to the front of the outbox,
+    /// in order, queued again; the upstream is down until its next connection.
+    pub fn hand_back(&self, up: UpstreamId, gen: u64, msgs: Vec<Message>) {
+        let mut st = self.lock();
+        let State {
+            upstreams, pending, ..
+        } = &mut *st;
+        let u = &mut upstreams[up.0 as usize];
+        if u.gen != gen {
+            return;
+        }
+        u.gen += 1;
+        u.link = Link::Down;
+        for msg in msgs.into_iter().rev() {
+            let tracked = match msg.kind() {
+                Kind::Request => msg.id().cloned().map_or(Tracked::None, Tracked::One),
+                Kind::Batch => Tracked::Many(
+                    msg.items()
+                        .iter()
+                        .filter(|i| i.kind == Kind::Request)
+                        .filter_map(|i| i.id.clone())
+                        .collect(),
+                ),
+                _ => Tracked::None,
+            };
+            let ids: Vec<Id> = match &tracked {
+                Tracked::One(id) => vec![id.clone()],
+                Tracked::Many(ids) => ids.to_vec(),
+                Tracked::None => Vec::new(),
+            };
+            // A request answered meanwhile (timed out, cancelled) is not sent again.
+            if !ids.is_empty() && !ids.iter().any(|id| pending.contains(&(up, id.clone()))) {
+                continue;
+            }
+            for id in ids {
+                pending.set_stage(&(up, id), Stage::Queued);
+            }
+            u.outbox.push_front(Queued {
+                msg,
+                tracked,
+                only_gen: None,
+            });
+        }
+    }
+
     /// Connection `gen` of `up` was lost: fail what it carried, keep what is queued.
     pub fn down(&self, up: UpstreamId, gen: u64, reason: &RouterError) -> Vec<Delivery> {
         let mut st = self.lock();

@@ -110,6 +110,12 @@ impl Port {
         send_all(self.core.down(self.up, conn.gen, reason)).await
     }
 
+    /// `conn` turned out to be the wrong transport: `msgs` (taken, not sent) go back to
+    /// the front of the outbox for the next connection.
+    pub fn hand_back(&self, conn: Conn, msgs: Vec<Message>) {
+        self.core.hand_back(self.up, conn.gen, msgs)
+    }
+
     /// One request (`id` as sent upstream) could not be carried: its client gets `reason`.
     pub async fn fail_request(&self, id: &Id, reason: &RouterError) {
         send(self.core.fail_request(self.up, id, reason)).await

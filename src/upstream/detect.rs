@@ -6,12 +6,18 @@
 //! candidate sees an `initialize` it did not get from the client, and no client message is
 //! ever sent twice: a command is there when its program resolves to an executable file; a
 //! WebSocket URL when the upgrade (subprotocol `mcp`) succeeds, then it is closed with
-//! 1000; an HTTP URL when a `GET` answers: an SSE stream opening with an `endpoint` event is
-//! legacy HTTP+SSE, anything else from a live HTTP server (405, 400, a stream without
-//! `endpoint`) is Streamable HTTP. Each probe is bounded by `auto_detection.timeout` and
-//! leaves nothing open. The winner is cached in memory and on disk (user cache dir, keyed by
-//! the candidate list, `cache_ttl`); a cached choice is probed again first and, if it no
-//! longer answers, every candidate is.
+//! 1000; an HTTP URL when a `GET` answers, decided by its status alone (a stateless
+//! Streamable HTTP server answers with an SSE stream that stays silent, so waiting on the
+//! stream would only cost time): a `…/sse` URL whose stream opens with an `endpoint` event
+//! is legacy HTTP+SSE, anything else from a live HTTP server (2xx, 400, 401, 403, 405, 406)
+//! is Streamable HTTP, and a legacy server at another path is found by the HTTP upstream
+//! itself, which falls back when the server refuses its first POST (the spec's
+//! backwards-compatibility rule). A lone `http(s)://` candidate with no gateway to fall
+//! back to is not probed at all: that rule tells, with the client's own first message.
+//! Each probe is bounded by `auto_detection.timeout` and leaves nothing open. The winner is
+//! cached in memory and on disk (user cache dir, keyed by the candidate list, `cache_ttl`);
+//! a cached choice is probed again first and, if it no longer answers, every candidate is.
+//! URLs are logged and reported without userinfo or query ([`redact::url`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -21,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error_chain;
 use crate::config::{StdioCommand, TlsConfig};
+use crate::telemetry::redact;
 
 /// What a candidate turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +62,9 @@ pub struct Probe<'a> {
     pub headers: &'a std::collections::BTreeMap<String, String>,
     /// `None`: don't cache.
     pub cache: Option<(PathBuf, Duration)>,
+    /// `fallback: gateway`: with a gateway to fall back to, even a lone URL is probed
+    /// (nothing else could tell that the gateway is needed).
+    pub fallback_gateway: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,18 +80,40 @@ pub fn default_cache_file() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("mcp-router").join("detect.json"))
 }
 
+/// A candidate as logs and errors show it: a URL without userinfo or query.
+fn shown(candidate: &str) -> String {
+    if candidate.contains("://") {
+        redact::url(candidate)
+    } else {
+        candidate.to_owned()
+    }
+}
+
 /// Finds the first candidate that answers; the error says why each one did not.
 pub async fn detect(p: &Probe<'_>) -> Result<Detected, String> {
-    if let Some(index) = cached_choice(p) {
-        if let Ok(found) = probe(p, &p.candidates[index]).await {
-            tracing::info!(upstream = %p.server, candidate = %p.candidates[index], kind = found.kind(), "auto-detection: cached choice still answers");
+    if let ([only], false) = (p.candidates, p.fallback_gateway) {
+        if let Some("http" | "https") = only.split_once("://").map(|(s, _)| s) {
+            let found = if super::is_legacy_sse(only) {
+                Detected::Sse(only.clone())
+            } else {
+                Detected::StreamableHttp(only.clone())
+            };
+            tracing::info!(upstream = %p.server, candidate = %shown(only), kind = found.kind(), "auto-detection: a lone URL is not probed; the server's answer to the first message tells Streamable HTTP from legacy SSE");
             return Ok(found);
         }
-        tracing::info!(upstream = %p.server, candidate = %p.candidates[index], "auto-detection: cached choice no longer answers; probing every candidate");
+    }
+    if let Some(index) = cached_choice(p) {
+        let candidate = shown(&p.candidates[index]);
+        if let Ok(found) = probe(p, &p.candidates[index]).await {
+            tracing::info!(upstream = %p.server, %candidate, kind = found.kind(), "auto-detection: cached choice still answers");
+            return Ok(found);
+        }
+        tracing::info!(upstream = %p.server, %candidate, "auto-detection: cached choice no longer answers; probing every candidate");
     }
     let mut failures = Vec::new();
-    for (index, candidate) in p.candidates.iter().enumerate() {
-        match probe(p, candidate).await {
+    for (index, raw) in p.candidates.iter().enumerate() {
+        let candidate = shown(raw);
+        match probe(p, raw).await {
             Ok(found) => {
                 tracing::info!(upstream = %p.server, %candidate, kind = found.kind(), "auto-detection picked this candidate");
                 store_choice(p, index, found.kind());
@@ -168,7 +200,9 @@ async fn probe_ws(url: &str, p: &Probe<'_>) -> Result<Detected, String> {
 
 /// A TCP connection (and the TLS handshake, for `tcps`) that succeeds; nothing is sent.
 async fn probe_tcp(url: &str, p: &Probe<'_>) -> Result<Detected, String> {
-    let ep = super::gateway::endpoints::Endpoint::parse(url)?;
+    // The parser's errors quote the URL.
+    let ep = super::gateway::endpoints::Endpoint::parse(url)
+        .map_err(|e| e.replace(url, &redact::url(url)))?;
     let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
@@ -192,22 +226,22 @@ async fn probe_http(url: &str, p: &Probe<'_>) -> Result<Detected, String> {
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .send()
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(redact::reqwest_error)?;
     let status = resp.status();
     let is_sse = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    if status.is_success() && is_sse {
-        // The first event tells: legacy servers open with `endpoint`.
+    if status.is_success() && is_sse && super::is_legacy_sse(url) {
+        // A legacy server opens with `endpoint` at once; the probe's timeout bounds this.
         let mut events = eventsource_stream::Eventsource::eventsource(resp.bytes_stream());
-        let first = tokio::time::timeout(Duration::from_secs(2), events.next()).await;
-        return match first {
-            Ok(Some(Ok(e))) if e.event == "endpoint" => Ok(Detected::Sse(url.to_owned())),
+        return match events.next().await {
+            Some(Ok(e)) if e.event == "endpoint" => Ok(Detected::Sse(url.to_owned())),
             _ => Ok(Detected::StreamableHttp(url.to_owned())),
         };
     }
+    // Decided here, without reading the stream (see the module doc).
     match status.as_u16() {
         // What Streamable HTTP servers answer a GET without a session.
         200..=299 | 400 | 401 | 403 | 405 | 406 => Ok(Detected::StreamableHttp(url.to_owned())),
@@ -283,6 +317,7 @@ mod tests {
             tls,
             headers: &NO_HEADERS,
             cache,
+            fallback_gateway: false,
         }
     }
 

@@ -10,11 +10,26 @@
 //! and the message sent again; a GET stream carries server-initiated messages; the session
 //! is DELETEd on shutdown. 2026-07-28: no session, the routing headers (`MCP-Protocol-Version`,
 //! `Mcp-Method`, `Mcp-Name`) mirror the body; cancelling closes the POST's stream.
-//! What happens to a message is decided by the router; this module only moves it.
+//!
+//! Nothing is probed before the client speaks (the spec's backwards-compatibility rule):
+//! the client's first message is POSTed, and if the server refuses it with 400/404/405
+//! and no JSON-RPC answer, it is a legacy HTTP+SSE server: [`HttpUpstream::run`] returns
+//! [`LegacySse`] with that message, still unanswered, for the SSE upstream to send first.
+//! Until some POST has been answered, nothing else is sent.
+//!
+//! Every POST is bounded: a request's by its deadline (`local.request_timeout_ms` from
+//! arrival), any other message's by `local.request_timeout_ms` of its own. Notifications,
+//! responses and `initialize` go in order (the next message waits for their answer, since
+//! a server may need `notifications/initialized` before the next request), but only for
+//! [`ORDERED_WAIT`] (or until `initialize`'s deadline): a server that never acknowledges
+//! one must not stall the session. At most `local.max_concurrent_requests` request POSTs
+//! are in flight; more wait for a slot. On shutdown every POST still open is aborted.
+//! What happens to a message is decided by the router; this module only moves it, and its
+//! every call into the router goes through [`ToRouter`] (and `run`'s start).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
@@ -22,14 +37,13 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{Response, StatusCode};
 use serde::Deserialize;
-use tokio::task::AbortHandle;
+use tokio::sync::oneshot;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use super::error_chain;
-use crate::router::{cancelled_request_id, Conn, Port};
+use crate::router::{cancelled_request_id, Conn, Handshake, Port};
+use crate::telemetry::redact;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -37,10 +51,22 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// How long a lost GET stream waits before it is opened again, unless the server said
 /// otherwise with `retry:`.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+/// A server's `retry:` is honoured from this (`retry: 0` would reconnect in a hot loop)…
+const MIN_RETRY: Duration = Duration::from_millis(100);
+/// …up to this.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+/// A GET stream that ends this soon without a message was closed "at once"; each such
+/// close in a row doubles the wait before the next GET, up to [`MAX_GET_BACKOFF`].
+const QUICK_CLOSE: Duration = Duration::from_secs(1);
+const MAX_GET_BACKOFF: Duration = Duration::from_secs(30);
 /// How often one request's reply stream may be resumed before the request fails.
 const MAX_RESUMES: u32 = 20;
-/// A server's `retry:` is honoured up to this.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+/// How long a notification or response holds back the messages after it (see the module
+/// doc); a healthy server acknowledges in milliseconds.
+const ORDERED_WAIT: Duration = Duration::from_secs(1);
+/// The session DELETE at shutdown is a courtesy: the router's exit waits for it at most
+/// this long (and never longer than `local.shutdown_grace_ms`).
+const DELETE_WAIT: Duration = Duration::from_millis(500);
 
 type ReplyEvents = std::pin::Pin<
     Box<
@@ -63,23 +89,64 @@ pub struct HttpUpstream {
     pub connect_timeout: Duration,
     pub tls: crate::config::TlsConfig,
     pub shutdown_grace: Duration,
+    /// `local.request_timeout_ms`: bounds every POST (see the module doc).
+    pub request_timeout: Duration,
+    /// `local.max_concurrent_requests`: request POSTs in flight at once.
+    pub max_concurrent_requests: usize,
 }
 
-/// State shared by the dispatcher and the per-request tasks.
+/// The server is a legacy HTTP+SSE server: it refused the first POST with 400/404/405.
+/// The messages taken (the first one still unanswered, then any after it) went back to
+/// the front of the outbox; the SSE upstream carries on with the same port.
+pub struct LegacySse;
+
+/// Every call this upstream makes into the core, in one place: the port, and the one
+/// connection generation HTTP has for its whole life.
+#[derive(Clone)]
+struct ToRouter {
+    port: Port,
+    conn: Conn,
+}
+
+impl ToRouter {
+    /// A message from the server; the core decides whether the client gets it.
+    async fn deliver(&self, msg: Message) {
+        self.port.deliver(self.conn, msg).await
+    }
+
+    /// The server could not answer request `id`: the client gets `text` (unless the
+    /// request was already answered, e.g. timed out).
+    async fn fail(&self, id: &Id, text: String) {
+        let err = RouterError::new(ErrorKind::UpstreamUnavailable, text);
+        self.port.fail_request(id, &err).await
+    }
+
+    fn negotiated_version(&self) -> Option<String> {
+        self.port.negotiated_version()
+    }
+
+    fn handshake(&self) -> Option<Handshake> {
+        self.port.handshake()
+    }
+
+    fn fresh_id(&self, what: &str) -> Id {
+        self.port.fresh_id(what)
+    }
+}
+
+/// State shared by the dispatcher and the per-message tasks.
 struct Shared {
     name: String,
     client: reqwest::Client,
     url: reqwest::Url,
+    /// `url` as logs and errors show it: no userinfo, no query.
+    shown: String,
     headers: HeaderMap,
     max: usize,
-    port: Port,
-    /// HTTP has no connection to lose: one generation for the upstream's whole life.
-    conn: Conn,
+    port: ToRouter,
     session: Mutex<Option<String>>,
     /// One re-initialization at a time; the others wait and then use its session.
     reinit: tokio::sync::Mutex<()>,
-    /// In-flight request streams, so a cancellation can close them.
-    inflight: Mutex<HashMap<Id, AbortHandle>>,
     get_stream: Mutex<Option<AbortHandle>>,
     /// `x-mcp-header` marks learned from `tools/list` replies (2026-07-28).
     param_marks: Mutex<super::param_headers::Marks>,
@@ -90,6 +157,30 @@ enum PostError {
     /// `404` on a request that carried a session id.
     SessionGone,
     Failed(String),
+}
+
+/// What a POST's answer said about the server, once its status and headers are in.
+enum Verdict {
+    StreamableHttp,
+    /// Refused with this status and no JSON-RPC answer: a legacy HTTP+SSE server.
+    Legacy(StatusCode),
+}
+
+/// Told when a POST's answer is in (the session id, if any, recorded), so the messages
+/// after it may go.
+struct Answered {
+    tx: oneshot::Sender<Verdict>,
+    /// The first POST to be answered decides the transport (see the module doc).
+    probing: bool,
+}
+
+/// The message the next ones wait for: until `answered` fires or `until` passes.
+struct Gate {
+    answered: oneshot::Receiver<Verdict>,
+    until: Instant,
+    /// The message itself while its answer decides the transport.
+    probe: Option<Message>,
+    method: Option<Box<str>>,
 }
 
 #[derive(Deserialize)]
@@ -118,16 +209,18 @@ struct RoutingMeta<'a> {
 
 impl HttpUpstream {
     /// Sends messages until shutdown; never gives up (each failure answers its request).
-    pub async fn run(self, port: Port, shutdown: CancellationToken, tracker: TaskTracker) {
+    /// Returns [`LegacySse`] when the server turned out to be a legacy HTTP+SSE server.
+    pub async fn run(self, port: Port, shutdown: CancellationToken) -> Option<LegacySse> {
+        let shown = redact::url(&self.url);
         let url = match reqwest::Url::parse(&self.url) {
             Ok(u) => u,
             Err(e) => {
                 let text = format!(
-                    "server '{}': '{}' is not a valid URL: {e}",
-                    self.name, self.url
+                    "server '{}': '{shown}' is not a valid URL ({e}); fix its url in the configuration",
+                    self.name
                 );
                 port.give_up(text).await;
-                return;
+                return None;
             }
         };
         let client = match super::http_client(self.connect_timeout, &self.tls) {
@@ -138,7 +231,7 @@ impl HttpUpstream {
                     self.name
                 ))
                 .await;
-                return;
+                return None;
             }
         };
         let headers = super::header_map(&self.name, &self.headers);
@@ -148,37 +241,77 @@ impl HttpUpstream {
             name: self.name.clone(),
             client,
             url,
+            shown,
             headers,
             max: self.max_message_size,
-            port: port.clone(),
-            conn,
+            port: ToRouter {
+                port: port.clone(),
+                conn,
+            },
             session: Mutex::new(None),
             reinit: tokio::sync::Mutex::new(()),
-            inflight: Mutex::new(HashMap::new()),
             get_stream: Mutex::new(None),
             param_marks: Mutex::new(Default::default()),
         });
-        let mut batch = Vec::with_capacity(64);
-        'run: loop {
-            batch.clear();
-            if !port.pull(conn, &mut batch, 64) {
-                break;
-            }
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break 'run,
-                    _ = port.ready() => continue,
+        let mut d = Dispatcher {
+            shared: shared.clone(),
+            request_timeout: self.request_timeout,
+            max_requests: self.max_concurrent_requests.max(1),
+            requests: JoinSet::new(),
+            by_task: HashMap::new(),
+            by_request: HashMap::new(),
+            waiting: VecDeque::new(),
+            others: JoinSet::new(),
+            probing: true,
+        };
+        // Messages that were queued go through the same gate as any other (the first
+        // decides). Taken from the outbox a batch at a time.
+        let mut queued = VecDeque::new();
+        let mut gate: Option<Gate> = None;
+        let legacy = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break None,
+                Some(done) = d.requests.join_next_with_id(), if !d.requests.is_empty() => {
+                    d.finished(done);
+                    d.start_waiting();
+                }
+                Some(_) = d.others.join_next(), if !d.others.is_empty() => {}
+                verdict = gate_opens(&mut gate), if gate.is_some() => {
+                    let Some(g) = gate.take() else { continue };
+                    match verdict {
+                        Some(Verdict::StreamableHttp) => d.probing = false,
+                        Some(Verdict::Legacy(status)) => {
+                            tracing::info!(upstream = %self.name, %status, "the server refused the first POST: it is a legacy HTTP+SSE server; continuing over its SSE stream");
+                            break g.probe;
+                        }
+                        // Failed, or no answer yet: the POST goes on alone (bounded), and
+                        // while probing the next POST asks the question again.
+                        None if Instant::now() >= g.until => {
+                            tracing::debug!(upstream = %self.name, method = ?g.method, "no answer yet; sending the next messages without waiting for it");
+                        }
+                        None => {}
+                    }
+                }
+                m = next_message(&mut queued, &port, conn), if gate.is_none() => match m {
+                    Some(msg) => gate = d.dispatch(msg),
+                    None => break None,
                 }
             }
-            for msg in batch.drain(..) {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break 'run,
-                    _ = dispatch(&shared, &tracker, msg) => {}
-                }
-            }
-        }
+        };
+        // Whatever the server does, nothing of ours stays open past this point.
+        d.requests.abort_all();
+        d.others.abort_all();
+        while d.requests.join_next().await.is_some() {}
+        while d.others.join_next().await.is_some() {}
         if let Some(h) = lock(&shared.get_stream).take() {
             h.abort();
+        }
+        if let Some(first) = legacy {
+            let mut handed_back = vec![first];
+            handed_back.extend(queued);
+            port.hand_back(conn, handed_back);
+            return Some(LegacySse);
         }
         let session = lock(&shared.session).clone();
         if let Some(session) = session {
@@ -188,16 +321,209 @@ impl HttpUpstream {
                 .headers(shared.headers.clone())
                 .header(SESSION_HEADER, session)
                 .send();
-            match tokio::time::timeout(self.shutdown_grace, delete).await {
+            match tokio::time::timeout(DELETE_WAIT.min(self.shutdown_grace), delete).await {
                 Ok(Ok(r)) => {
                     tracing::debug!(upstream = %self.name, status = %r.status(), "session ended")
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(upstream = %self.name, "ending the session failed: {e}")
+                    tracing::debug!(upstream = %self.name, "ending the session failed: {}", redact::reqwest_error(e))
                 }
                 Err(_) => tracing::debug!(upstream = %self.name, "ending the session timed out"),
             }
         }
+        None
+    }
+}
+
+/// The next message from the outbox (pulled a batch at a time); `None` once this
+/// connection is no longer the upstream's.
+async fn next_message(queued: &mut VecDeque<Message>, port: &Port, conn: Conn) -> Option<Message> {
+    loop {
+        if let Some(msg) = queued.pop_front() {
+            return Some(msg);
+        }
+        let mut batch = Vec::with_capacity(64);
+        if !port.pull(conn, &mut batch, 64) {
+            return None;
+        }
+        if batch.is_empty() {
+            port.ready().await;
+        }
+        queued.extend(batch);
+    }
+}
+
+/// Waits for the gate's message to be answered (`Some`) or for its time to pass (`None`).
+/// Pending forever without a gate (the `select!` branch is disabled then).
+async fn gate_opens(gate: &mut Option<Gate>) -> Option<Verdict> {
+    let Some(g) = gate else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        v = &mut g.answered => v.ok(),
+        _ = tokio::time::sleep_until(g.until.into()) => None,
+    }
+}
+
+/// Starts each message's POST; owns every POST task, so none outlives the upstream.
+struct Dispatcher {
+    shared: Arc<Shared>,
+    request_timeout: Duration,
+    max_requests: usize,
+    /// Request POSTs in flight; each holds one of `max_requests` slots.
+    requests: JoinSet<()>,
+    by_task: HashMap<tokio::task::Id, Id>,
+    /// So a cancellation can close the request's POST.
+    by_request: HashMap<Id, AbortHandle>,
+    /// Requests waiting for a slot, oldest first, with their deadlines.
+    waiting: VecDeque<(Message, Instant)>,
+    /// POSTs of notifications, responses and `initialize`: each holds back the pipeline
+    /// for a bounded time, so they need no cap of their own.
+    others: JoinSet<()>,
+    /// No POST has been answered yet: the next answer decides the transport.
+    probing: bool,
+}
+
+impl Dispatcher {
+    /// Starts one client message; returns the gate the next message must wait for.
+    fn dispatch(&mut self, msg: Message) -> Option<Gate> {
+        if msg.method() == Some("notifications/cancelled") {
+            if let Some(target) = cancelled_request_id(msg.raw()) {
+                self.withdraw(&target);
+            }
+        }
+        let now = Instant::now();
+        let deadline = now + self.request_timeout;
+        let is_request = msg.kind() == Kind::Request && msg.method() != Some("initialize");
+        if is_request && !self.probing {
+            self.waiting.push_back((msg, deadline));
+            self.start_waiting();
+            return None;
+        }
+        let (tx, answered) = oneshot::channel();
+        let msg_method = msg.method().map(Into::into);
+        let probing = self.probing;
+        let probe = probing.then(|| msg.clone());
+        let until = if probing || msg.method() == Some("initialize") {
+            deadline
+        } else {
+            now + ORDERED_WAIT.min(self.request_timeout)
+        };
+        let answered_tx = Some(Answered { tx, probing });
+        if is_request {
+            self.spawn_request(msg, deadline, answered_tx);
+        } else {
+            let task = post_task(
+                self.shared.clone(),
+                msg,
+                deadline,
+                self.request_timeout,
+                answered_tx,
+            );
+            self.others
+                .spawn(task.instrument(tracing::debug_span!("post")));
+        }
+        Some(Gate {
+            answered,
+            until,
+            probe,
+            method: msg_method,
+        })
+    }
+
+    /// Starts waiting requests while there are free slots.
+    fn start_waiting(&mut self) {
+        while self.requests.len() < self.max_requests {
+            let Some((msg, deadline)) = self.waiting.pop_front() else {
+                return;
+            };
+            // Past its deadline the router has answered it (a timeout) already.
+            if Instant::now() < deadline {
+                self.spawn_request(msg, deadline, None);
+            }
+        }
+        if !self.waiting.is_empty() {
+            tracing::debug!(upstream = %self.shared.name, waiting = self.waiting.len(), limit = self.max_requests, "requests wait for a free slot (local.max_concurrent_requests)");
+        }
+    }
+
+    fn spawn_request(&mut self, msg: Message, deadline: Instant, answered: Option<Answered>) {
+        let Some(id) = msg.id().cloned() else { return };
+        let task = post_task(
+            self.shared.clone(),
+            msg,
+            deadline,
+            self.request_timeout,
+            answered,
+        );
+        let handle = self
+            .requests
+            .spawn(task.instrument(tracing::debug_span!("post", %id)));
+        self.by_task.insert(handle.id(), id.clone());
+        if let Some(old) = self.by_request.insert(id, handle) {
+            // The client reused the id of a request it gave up on (a timeout): that
+            // POST has nobody waiting for it any more.
+            old.abort();
+        }
+    }
+
+    /// A request POST ended (done, failed, or aborted).
+    fn finished(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let task = match done {
+            Ok((task, ())) => task,
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::error!(upstream = %self.shared.name, "a request POST task panicked");
+                }
+                e.id()
+            }
+        };
+        if let Some(id) = self.by_task.remove(&task) {
+            if self.by_request.get(&id).is_some_and(|h| h.id() == task) {
+                self.by_request.remove(&id);
+            }
+        }
+    }
+
+    /// The client cancelled request `target`: close its POST (how 2026-07-28 cancels; in
+    /// the handshake era the notification does, and the stream has nothing left the
+    /// client wants), or never send it.
+    fn withdraw(&mut self, target: &Id) {
+        if let Some(h) = self.by_request.remove(target) {
+            h.abort();
+        }
+        self.waiting.retain(|(m, _)| m.id() != Some(target));
+    }
+}
+
+/// One message's POST, bounded by `deadline`.
+async fn post_task(
+    shared: Arc<Shared>,
+    msg: Message,
+    deadline: Instant,
+    timeout: Duration,
+    answered: Option<Answered>,
+) {
+    let sent = tokio::time::timeout_at(deadline.into(), send(&shared, &msg, answered)).await;
+    if sent.is_ok() {
+        return;
+    }
+    let waited = humantime::format_duration(timeout);
+    match (msg.kind(), msg.id()) {
+        (Kind::Request, Some(id)) => {
+            let text = format!(
+                "server '{}' did not answer within {waited} (local.request_timeout_ms)",
+                shared.name
+            );
+            tracing::warn!(upstream = %shared.name, %id, method = ?msg.method(), "{text}");
+            shared.port.fail(id, text).await;
+        }
+        _ => tracing::warn!(
+            upstream = %shared.name,
+            "server '{}' did not acknowledge a {} within {waited} (local.request_timeout_ms); gave up on it",
+            shared.name,
+            msg.method().unwrap_or("response")
+        ),
     }
 }
 
@@ -205,43 +531,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Sends one client message. `initialize`, notifications and responses are sent in order
-/// (the next message waits for their status); a request's reply streams in its own task.
-async fn dispatch(shared: &Arc<Shared>, tracker: &TaskTracker, msg: Message) {
-    if msg.method() == Some("notifications/cancelled") {
-        if let Some(target) = cancelled_request_id(msg.raw()) {
-            // Closing the POST's stream is how 2026-07-28 cancels; in the handshake era the
-            // notification below does, and the stream has nothing left the client wants.
-            if let Some(h) = lock(&shared.inflight).remove(&target) {
-                h.abort();
-            }
-        }
-    }
-    let concurrent = msg.kind() == Kind::Request && msg.method() != Some("initialize");
-    if !concurrent {
-        send(shared.clone(), msg).await;
-        return;
-    }
-    let Some(id) = msg.id().cloned() else { return };
-    let task_shared = shared.clone();
-    let task_id = id.clone();
-    let handle = tracker.spawn(
-        async move {
-            send(task_shared.clone(), msg).await;
-            lock(&task_shared.inflight).remove(&task_id);
-        }
-        .instrument(tracing::debug_span!("post", %id)),
-    );
-    lock(&shared.inflight).insert(id, handle.abort_handle());
-}
-
 /// POSTs a message, re-initializing once if the session is gone, and answers the client
 /// with an error if the message (a request) got no answer.
-async fn send(shared: Arc<Shared>, msg: Message) {
-    let mut outcome = post(&shared, &msg).await;
+async fn send(shared: &Shared, msg: &Message, mut answered: Option<Answered>) {
+    let mut outcome = post(shared, msg, &mut answered).await;
     if let Err(PostError::SessionGone) = outcome {
-        outcome = match reinitialize(&shared).await {
-            Ok(()) => post(&shared, &msg).await,
+        outcome = match reinitialize(shared).await {
+            Ok(()) => post(shared, msg, &mut answered).await,
             Err(e) => Err(PostError::Failed(e)),
         };
     }
@@ -255,8 +551,7 @@ async fn send(shared: Arc<Shared>, msg: Message) {
     };
     tracing::warn!(upstream = %shared.name, "{text}");
     if let (Kind::Request, Some(id)) = (msg.kind(), msg.id()) {
-        let err = RouterError::new(ErrorKind::UpstreamUnavailable, text);
-        shared.port.fail_request(id, &err).await;
+        shared.port.fail(id, text).await;
     }
 }
 
@@ -316,7 +611,18 @@ fn build_post(shared: &Shared, msg: &Message, session: Option<&str>) -> reqwest:
     req.body(msg.raw().clone())
 }
 
-async fn post(shared: &Shared, msg: &Message) -> Result<(), PostError> {
+fn is_sse(resp: &Response) -> bool {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+async fn post(
+    shared: &Shared,
+    msg: &Message,
+    answered: &mut Option<Answered>,
+) -> Result<(), PostError> {
     let session = lock(&shared.session).clone();
     let resp = build_post(shared, msg, session.as_deref())
         .send()
@@ -325,8 +631,8 @@ async fn post(shared: &Shared, msg: &Message) -> Result<(), PostError> {
             PostError::Failed(format!(
                 "cannot reach server '{}' at {}: {}",
                 shared.name,
-                shared.url,
-                error_chain(&e)
+                shared.shown,
+                redact::reqwest_error(e)
             ))
         })?;
     let status = resp.status();
@@ -342,18 +648,31 @@ async fn post(shared: &Shared, msg: &Message) -> Result<(), PostError> {
             *lock(&shared.session) = Some(s.to_owned());
         }
     }
+    let mut after_reply = None;
+    if let Some(a) = answered.take() {
+        if a.probing && matches!(status.as_u16(), 400 | 404 | 405) && !is_sse(&resp) {
+            return probe_refusal(shared, msg, resp, a.tx).await;
+        }
+        if msg.method() == Some("initialize") {
+            // What follows `initialize` waits until the router has seen its reply: the
+            // negotiated version goes on every later POST.
+            after_reply = Some(a.tx);
+        } else {
+            let _ = a.tx.send(Verdict::StreamableHttp);
+        }
+    }
     if msg.kind() != Kind::Request {
         return if status.is_success() {
             Ok(())
         } else {
-            Err(PostError::Failed(format!(
-                "server '{}' refused a {} with HTTP {status}",
-                shared.name,
-                msg.method().unwrap_or("response")
-            )))
+            Err(refused(shared, msg, status))
         };
     }
-    let delivered = read_reply(shared, resp, None).await?;
+    let read = read_reply(shared, resp, None).await;
+    if let Some(tx) = after_reply {
+        let _ = tx.send(Verdict::StreamableHttp);
+    }
+    let delivered = read?;
     if delivered == 0 {
         return Err(PostError::Failed(format!(
             "server '{}' answered HTTP {status} without a JSON-RPC response",
@@ -366,6 +685,48 @@ async fn post(shared: &Shared, msg: &Message) -> Result<(), PostError> {
     Ok(())
 }
 
+fn refused(shared: &Shared, msg: &Message, status: StatusCode) -> PostError {
+    PostError::Failed(format!(
+        "server '{}' refused a {} with HTTP {status}",
+        shared.name,
+        msg.method().unwrap_or("response")
+    ))
+}
+
+/// The first answered POST got 400/404/405. A Streamable HTTP server sends a JSON-RPC
+/// error with these too (2026-07-28 maps -32602 to 400 and -32601 to 404): that is an
+/// answer. Anything else is a legacy HTTP+SSE server refusing a POST to its stream URL.
+async fn probe_refusal(
+    shared: &Shared,
+    msg: &Message,
+    resp: Response,
+    verdict: oneshot::Sender<Verdict>,
+) -> Result<(), PostError> {
+    let status = resp.status();
+    // Dropping `verdict` unsent (a failed read) leaves the question to the next POST.
+    let body = read_limited(resp, shared.max).await.map_err(|e| {
+        PostError::Failed(format!(
+            "reading the reply from server '{}' failed: {e}",
+            shared.name
+        ))
+    })?;
+    if Message::parse(body.clone()).is_err() {
+        return match verdict.send(Verdict::Legacy(status)) {
+            // The legacy upstream sends it again; the router still waits for its answer.
+            Ok(()) => Ok(()),
+            // Nobody waits for the verdict any more (its time ran out): a plain refusal.
+            Err(_) => Err(refused(shared, msg, status)),
+        };
+    }
+    let _ = verdict.send(Verdict::StreamableHttp);
+    if msg.kind() != Kind::Request {
+        return Err(refused(shared, msg, status));
+    }
+    json_reply(shared, status, body, &mut None)
+        .await
+        .map(|_| ())
+}
+
 /// Reads a reply body (JSON or SSE) and hands each message to the router. Returns how many
 /// messages were delivered. With `swallow`, the response to that id is returned to the
 /// caller through the slot instead (a replayed `initialize`).
@@ -375,13 +736,7 @@ async fn read_reply(
     mut swallow: Option<(&Id, &mut Option<Message>)>,
 ) -> Result<usize, PostError> {
     let status = resp.status();
-    let is_sse = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let mut delivered = 0;
-    if !is_sse {
+    if !is_sse(&resp) {
         if resp.content_length().is_some_and(|n| n > shared.max as u64) {
             return Err(PostError::Failed(format!("the reply from server '{}' is over the {}-byte message limit (raise local.max_message_size)", shared.name, shared.max)));
         }
@@ -391,30 +746,11 @@ async fn read_reply(
                 shared.name
             ))
         })?;
-        match Message::parse(body.clone()) {
-            Ok(msg) => {
-                deliver(shared, msg, &mut swallow).await;
-                delivered += 1;
-            }
-            Err(_) if !status.is_success() => {
-                let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-                return Err(PostError::Failed(format!(
-                    "server '{}' answered HTTP {status}: {}",
-                    shared.name,
-                    snippet.trim()
-                )));
-            }
-            Err(e) => {
-                return Err(PostError::Failed(format!(
-                    "server '{}' sent a reply that is not JSON-RPC: {e}",
-                    shared.name
-                )))
-            }
-        }
-        return Ok(delivered);
+        return json_reply(shared, status, body, &mut swallow).await;
     }
     // A stream that ends before its response is resumed with `GET` + `Last-Event-ID`
     // (servers with an event store close streams on purpose to make clients poll).
+    let mut delivered = 0;
     let mut events: ReplyEvents = Box::pin(resp.bytes_stream().eventsource());
     let mut last_event: Option<String> = None;
     let mut retry = DEFAULT_RETRY;
@@ -451,7 +787,7 @@ async fn read_reply(
                 }
                 continue;
             }
-            Some(Err(e)) => format!("broke ({e})"),
+            Some(Err(e)) => format!("broke ({})", redact::sse_error(e)),
             None => "ended".to_owned(),
         };
         let Some(last) = last_event.clone().filter(|_| resumes < MAX_RESUMES) else {
@@ -462,9 +798,50 @@ async fn read_reply(
         };
         resumes += 1;
         tracing::debug!(upstream = %shared.name, last_event = %last, "reply stream {ended}; resuming");
-        tokio::time::sleep(retry.min(MAX_RETRY_WAIT)).await;
+        tokio::time::sleep(clamp_retry(retry)).await;
         events = Box::pin(resume(shared, &last).await?.bytes_stream().eventsource());
     }
+}
+
+/// A JSON reply body: one message for the router, or why there is none.
+async fn json_reply(
+    shared: &Shared,
+    status: StatusCode,
+    body: Bytes,
+    swallow: &mut Option<(&Id, &mut Option<Message>)>,
+) -> Result<usize, PostError> {
+    match Message::parse(body.clone()) {
+        Ok(msg) => {
+            deliver(shared, msg, swallow).await;
+            Ok(1)
+        }
+        Err(_) if !status.is_success() => {
+            let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            Err(PostError::Failed(format!(
+                "server '{}' answered HTTP {status}: {}",
+                shared.name,
+                snippet.trim()
+            )))
+        }
+        Err(e) => Err(PostError::Failed(format!(
+            "server '{}' sent a reply that is not JSON-RPC: {e}",
+            shared.name
+        ))),
+    }
+}
+
+/// A server's `retry:`, within sane bounds.
+fn clamp_retry(retry: Duration) -> Duration {
+    retry.clamp(MIN_RETRY, MAX_RETRY_WAIT)
+}
+
+/// The wait before the GET stream is opened again, after `quick_closes` closes in a row
+/// that came at once: `retry:` (clamped), doubled for each such close after the first.
+fn get_stream_wait(retry: Duration, quick_closes: u32) -> Duration {
+    let doublings = quick_closes.saturating_sub(1).min(16);
+    clamp_retry(retry)
+        .saturating_mul(1 << doublings)
+        .min(MAX_GET_BACKOFF)
 }
 
 /// Reopens a reply stream after `last_event`.
@@ -485,7 +862,7 @@ async fn resume(shared: &Shared, last_event: &str) -> Result<Response, PostError
         PostError::Failed(format!(
             "resuming the reply stream from server '{}' failed: {}",
             shared.name,
-            error_chain(&e)
+            redact::reqwest_error(e)
         ))
     })?;
     if !resp.status().is_success() {
@@ -500,7 +877,7 @@ async fn resume(shared: &Shared, last_event: &str) -> Result<Response, PostError
 
 async fn read_limited(mut resp: Response, max: usize) -> Result<Bytes, String> {
     let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+    while let Some(chunk) = resp.chunk().await.map_err(redact::reqwest_error)? {
         if buf.len() + chunk.len() > max {
             return Err(format!(
                 "over the {max}-byte message limit (raise local.max_message_size)"
@@ -521,7 +898,7 @@ async fn deliver(shared: &Shared, msg: Message, swallow: &mut Option<(&Id, &mut 
     if msg.kind() == Kind::Response {
         super::param_headers::learn(msg.raw(), &mut lock(&shared.param_marks));
     }
-    shared.port.deliver(shared.conn, msg).await;
+    shared.port.deliver(msg).await;
 }
 
 /// The server forgot the session: replay the client's handshake without a session id.
@@ -542,7 +919,7 @@ async fn reinitialize(shared: &Shared) -> Result<(), String> {
         format!(
             "re-initializing server '{}' failed: {}",
             shared.name,
-            error_chain(&e)
+            redact::reqwest_error(e)
         )
     })?;
     if !resp.status().is_success() {
@@ -602,12 +979,15 @@ fn start_get_stream(shared: &Shared) {
         shared.headers.clone(),
         shared.name.clone(),
     );
-    let (port, conn, max) = (shared.port.clone(), shared.conn, shared.max);
+    let (port, max) = (shared.port.clone(), shared.max);
     let task = tokio::spawn(
         async move {
             let mut last_event: Option<String> = None;
             let mut retry = DEFAULT_RETRY;
+            let mut quick_closes = 0;
             loop {
+                let opened = Instant::now();
+                let mut delivered = 0;
                 let mut req = client
                     .get(url.clone())
                     .headers(headers.clone())
@@ -633,7 +1013,8 @@ fn start_get_stream(shared: &Shared) {
                                 continue;
                             }
                             if let Ok(msg) = Message::parse(Bytes::from(event.data)) {
-                                port.deliver(conn, msg).await;
+                                delivered += 1;
+                                port.deliver(msg).await;
                             }
                         }
                     }
@@ -643,14 +1024,51 @@ fn start_get_stream(shared: &Shared) {
                         tracing::debug!(upstream = %name, status = %resp.status(), "no server-initiated stream");
                         return;
                     }
-                    Err(e) => tracing::debug!(upstream = %name, "server-initiated stream failed: {}", error_chain(&e)),
+                    Err(e) => tracing::debug!(upstream = %name, "server-initiated stream failed: {}", redact::reqwest_error(e)),
                 }
-                tokio::time::sleep(retry).await;
+                // A server that closes (or refuses) the stream at once, again and again,
+                // must not get a hot reconnect loop, whatever its `retry:` says.
+                if delivered == 0 && opened.elapsed() < QUICK_CLOSE {
+                    quick_closes += 1;
+                } else {
+                    quick_closes = 0;
+                }
+                let wait = get_stream_wait(retry, quick_closes);
+                tracing::trace!(upstream = %name, wait_ms = wait.as_millis() as u64, quick_closes, "server-initiated stream ended; reopening");
+                tokio::time::sleep(wait).await;
             }
         }
         .instrument(tracing::debug_span!("get_stream")),
     );
     if let Some(old) = lock(&shared.get_stream).replace(task.abort_handle()) {
         old.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_is_clamped_and_quick_closes_back_off() {
+        let ms = Duration::from_millis;
+        assert_eq!(clamp_retry(Duration::ZERO), MIN_RETRY);
+        assert_eq!(clamp_retry(Duration::from_secs(3600)), MAX_RETRY_WAIT);
+        assert_eq!(clamp_retry(ms(250)), ms(250));
+        // A stream that delivered, or lived: the server's `retry:` as given.
+        assert_eq!(get_stream_wait(ms(250), 0), ms(250));
+        // `retry: 0` and closed at once, again and again: 100 ms, then doubling.
+        let waits: Vec<Duration> = (1..=6)
+            .map(|n| get_stream_wait(Duration::ZERO, n))
+            .collect();
+        assert_eq!(
+            waits,
+            [ms(100), ms(200), ms(400), ms(800), ms(1600), ms(3200)]
+        );
+        assert_eq!(get_stream_wait(Duration::ZERO, 40), MAX_GET_BACKOFF);
+        assert_eq!(
+            get_stream_wait(Duration::from_secs(60), 40),
+            MAX_GET_BACKOFF
+        );
     }
 }

@@ -32,21 +32,7 @@ pub fn unsupported_target(url: &str) -> Option<String> {
     }
 }
 
-/// An error with its sources (`reqwest` and `tungstenite` keep the useful part, such as
-/// "connection refused" or "certificate unknown", in the source chain).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
-}
+pub(crate) use crate::telemetry::redact::chain as error_chain;
 
 /// Headers from the configuration; invalid ones are named (never their values, which may
 /// be secrets) and skipped. Values are marked sensitive so they stay out of debug output.

@@ -52,6 +52,7 @@ struct Settings {
     write_buffer_size: usize,
     request_timeout: Duration,
     shutdown_grace: Duration,
+    max_concurrent_requests: usize,
     connect_timeout: Duration,
     ws_ping: Duration,
     ws_pong: Duration,
@@ -139,6 +140,7 @@ fn spec(server: &ServerConfig, cfg: &Config) -> Result<Spec, String> {
             write_buffer_size: local.write_buffer_size,
             request_timeout: local.request_timeout,
             shutdown_grace: local.shutdown_grace,
+            max_concurrent_requests: local.max_concurrent_requests,
             connect_timeout: cfg
                 .direct
                 .raw
@@ -183,6 +185,7 @@ impl Spec {
             tls: &self.tls,
             headers: &self.headers,
             cache: self.settings.detect_cache.clone(),
+            fallback_gateway: fallback.is_some(),
         };
         self.transport = match detect::detect(&probe).await {
             Ok(detect::Detected::Stdio(cmd)) => Transport::Stdio(cmd),
@@ -226,6 +229,20 @@ pub fn spawn(
     let mut reconnect = spec.reconnect;
     let connector = match spec.transport {
         Transport::Http(url) => {
+            // A server whose answer to the first POST says "legacy HTTP+SSE" carries on
+            // as one, on the same port, with what was taken handed back (the spec's
+            // backwards-compatibility procedure: no probe before the client speaks).
+            let legacy = Connector::Sse(sse::Connector {
+                name: name.clone(),
+                url: url.clone(),
+                headers: spec.headers.clone(),
+                connect_timeout: s.connect_timeout,
+                tls: spec.tls.clone(),
+                max_message_size: s.max_message_size,
+                request_timeout: s.request_timeout,
+                client: None,
+                after_http_refusal: true,
+            });
             let up = http::HttpUpstream {
                 name,
                 url,
@@ -234,8 +251,24 @@ pub fn spawn(
                 connect_timeout: s.connect_timeout,
                 tls: spec.tls,
                 shutdown_grace: s.shutdown_grace,
+                request_timeout: s.request_timeout,
+                max_concurrent_requests: s.max_concurrent_requests,
             };
-            tracker.spawn(up.run(port, shutdown, tracker.clone()).instrument(span));
+            let supervisor = Supervisor {
+                port: port.clone(),
+                reconnect,
+                replay_timeout: s.request_timeout,
+                shutdown: shutdown.clone(),
+                tracker: tracker.clone(),
+            };
+            tracker.spawn(
+                async move {
+                    if up.run(port, shutdown).await.is_some() {
+                        supervisor.run(legacy).await;
+                    }
+                }
+                .instrument(span),
+            );
             return Ok(());
         }
         Transport::Detect { .. } => {
@@ -267,6 +300,7 @@ pub fn spawn(
             max_message_size: s.max_message_size,
             request_timeout: s.request_timeout,
             client: None,
+            after_http_refusal: false,
         }),
         Transport::Tcp(url) => Connector::Gateway(Box::new(
             gateway::setup::tcp_server(gateway::setup::ServerSettings {

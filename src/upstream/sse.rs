@@ -17,7 +17,6 @@ use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 
-use super::error_chain;
 use super::supervisor::{ConnectError, Inbound, SendError};
 use crate::telemetry::redact;
 use crate::wire::id_scan::IdScanner;
@@ -37,6 +36,9 @@ pub struct Connector {
     pub request_timeout: Duration,
     /// Built on first use, then reused by every connection (keep-alive pool).
     pub client: Option<reqwest::Client>,
+    /// Tried because the URL refused a Streamable HTTP POST: if it is no SSE stream
+    /// either, nothing MCP lives there (until a session opened once).
+    pub after_http_refusal: bool,
 }
 
 pub struct Writer {
@@ -92,23 +94,30 @@ impl Connector {
                 ConnectError::Retry(format!(
                     "cannot reach server '{}' at {shown}: {}",
                     self.name,
-                    error_chain(&e.without_url())
+                    redact::reqwest_error(e)
                 ))
             })?;
         if !resp.status().is_success() {
-            return Err(ConnectError::Retry(format!(
+            let text = format!(
                 "server '{}' answered the SSE GET with HTTP {}",
                 self.name,
                 resp.status()
-            )));
+            );
+            if self.after_http_refusal {
+                return Err(ConnectError::Permanent(format!(
+                    "{text}; it refused a Streamable HTTP POST too, so {shown} is neither a Streamable HTTP nor a legacy SSE MCP endpoint: check the server's url"
+                )));
+            }
+            return Err(ConnectError::Retry(text));
         }
         let mut events: Events = Box::pin(resp.bytes_stream().eventsource());
         let wait = async {
             while let Some(event) = events.next().await {
                 let event = event.map_err(|e| {
                     ConnectError::Retry(format!(
-                        "server '{}': the SSE stream broke: {e}",
-                        self.name
+                        "server '{}': the SSE stream broke: {}",
+                        self.name,
+                        redact::sse_error(e)
                     ))
                 })?;
                 if event.event == "endpoint" {
@@ -142,6 +151,7 @@ impl Connector {
                 ConnectError::Retry(format!("server '{}' sent no endpoint event", self.name))
             })??;
         tracing::info!(upstream = %self.name, endpoint = %redact::url(endpoint.as_str()), "SSE session open");
+        self.after_http_refusal = false;
         Ok((
             Writer {
                 name: self.name.clone(),
@@ -180,7 +190,7 @@ impl Writer {
                 SendError::Broken(format!(
                     "posting to server '{}' failed: {}",
                     self.name,
-                    error_chain(&e.without_url())
+                    redact::reqwest_error(e)
                 ))
             })?;
         if resp.status().is_success() {
@@ -202,7 +212,11 @@ impl Reader {
             let event = match event {
                 Ok(e) => e,
                 Err(e) => {
-                    return Inbound::Ended(format!("server '{}' SSE stream failed: {e}", self.name))
+                    return Inbound::Ended(format!(
+                        "server '{}' SSE stream failed: {}",
+                        self.name,
+                        redact::sse_error(e)
+                    ))
                 }
             };
             if event.data.is_empty() || !(event.event.is_empty() || event.event == "message") {

@@ -68,10 +68,7 @@ impl Connector {
     pub(crate) async fn connect(&self) -> Result<(Writer, Reader), ConnectError> {
         let shown = redact::url(&self.url);
         let mut req = self.url.as_str().into_client_request().map_err(|e| {
-            ConnectError::Permanent(format!(
-                "'{shown}' is not a usable WebSocket URL: {}",
-                redact::error_text(&e.to_string(), &self.url)
-            ))
+            ConnectError::Permanent(format!("'{shown}' is not a usable WebSocket URL: {}", e))
         })?;
         req.headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static("mcp"));
@@ -108,7 +105,7 @@ impl Connector {
             Ok(Err(e)) => Err(ConnectError::Retry(format!(
                 "cannot connect to server '{}' at {shown}: {}",
                 self.name,
-                redact::error_text(&error_chain(&e), &self.url)
+                error_chain(&e)
             ))),
             Err(_) => Err(ConnectError::Retry(format!(
                 "connecting to server '{}' at {shown} timed out after {:?}",

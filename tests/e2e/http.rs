@@ -326,3 +326,458 @@ fn mcp_param_headers_are_mirrored_after_tools_list() {
     );
     router.finish_ok();
 }
+
+// ---- Misbehaving servers, start-up speed, limits, and secrets in URLs ----
+
+/// `http_faults.py` (a deliberately misbehaving server, standard library only) on a free
+/// port, with `flags`.
+fn faults_server(flags: &[&str]) -> NetServer {
+    let port = free_port();
+    net_server(
+        Command::new(python())
+            .arg(py_script("http_faults.py"))
+            .args(["--port", &port.to_string()])
+            .args(flags),
+        port,
+    )
+}
+
+/// One POST straight to a server (no router), to warm it up; returns the raw answer.
+fn post_direct(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn init_body() -> String {
+    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}).to_string()
+}
+
+fn echo(router: &mut RouterProc, id: i64, text: &str) -> Value {
+    router.request(
+        json!(id),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": text}}),
+    )
+}
+
+/// Defect: a lone URL was probed with a GET first, and a stateless server's GET stream
+/// never sends the `endpoint` event the probe waited 2 s for. Now the client's first
+/// message is the probe (the spec's backwards-compatibility rule): its reply comes in the
+/// server's own time.
+#[test]
+fn a_stateless_server_answers_the_first_request_at_once() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_net_server(&py, "streamable-http", free_port(), &["--stateless"]);
+    // Warm the server (imports, first-request costs) so the bound measures the router.
+    let warm = post_direct(server.port, "/mcp", &init_body());
+    assert!(warm.contains("sdk-test-server"), "{warm}");
+    let mut router = RouterProc::start(&["--", &server.url("/mcp")], &[]);
+    let t0 = std::time::Instant::now();
+    let init = router.initialize("2025-11-25");
+    let took = t0.elapsed();
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "sdk-test-server",
+        "{init}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the first reply took {took:?} (a probe waited for the GET stream?)\n{}",
+        router.stderr()
+    );
+    let reply = echo(&mut router, 2, "quick");
+    assert_eq!(reply["result"]["content"][0]["text"], "quick", "{reply}");
+    router.finish_ok();
+}
+
+/// A legacy HTTP+SSE server whose stream is not at `…/sse`: the first POST (405 from the
+/// SDK's GET-only route) says "legacy", the router opens the SSE stream, sends that first
+/// message there, and the session carries on as legacy SSE.
+#[test]
+fn a_legacy_sse_server_at_any_path_is_found_by_its_answer_to_the_first_post() {
+    let Some(py) = sdk_python() else { return };
+    let server = sdk_net_server(&py, "sse", free_port(), &["--sse-path", "/events"]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/events")],
+        &[("MCP_LOGGING_LEVEL", "info")],
+    );
+    let init = router.initialize("2024-11-05");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"],
+        "sdk-test-server",
+        "{init}\n{}",
+        router.stderr()
+    );
+    let reply = echo(&mut router, 2, "over sse");
+    assert_eq!(reply["result"]["content"][0]["text"], "over sse", "{reply}");
+    assert!(
+        router.stderr().contains("legacy HTTP+SSE"),
+        "{}",
+        router.stderr()
+    );
+    router.finish_ok();
+}
+
+/// Defect: notifications were POSTed inline without a bound, so a server that accepts
+/// one and never answers held back every later message. Now a later request still gets
+/// the server's reply (well within its 5 s timeout), and the stuck POST is given up on.
+#[test]
+fn a_notification_the_server_never_acknowledges_does_not_hold_back_later_requests() {
+    let server = faults_server(&["--hang-notifications"]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/mcp")],
+        &[
+            ("MCP_LOCAL_REQUEST_TIMEOUT_MS", "5000"),
+            ("MCP_LOGGING_LEVEL", "info"),
+        ],
+    );
+    let init = router.initialize("2025-11-25");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "http-faults",
+        "{init}"
+    );
+    let reply = echo(&mut router, 2, "still here");
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        "still here",
+        "{reply}\n{}",
+        router.stderr()
+    );
+    assert!(
+        router.wait_log("notifications/initialized", Duration::from_secs(10)),
+        "the stuck POST was not reported: {}",
+        router.stderr()
+    );
+    router.finish_ok();
+}
+
+/// Defect: request POSTs were never aborted, so with a server that never answers, the
+/// router never exited. Now it exits within `shutdown_grace_ms` plus a moment, on stdin
+/// EOF and on SIGTERM, and the client hears why its request ended.
+#[test]
+fn a_request_the_server_never_answers_does_not_keep_the_router_alive() {
+    const GRACE: Duration = Duration::from_millis(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("seen.txt");
+    let server = faults_server(&[
+        "--session",
+        "--hang-tools",
+        "--hang-delete",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    for how in ["eof", "sigterm"] {
+        let mut router = RouterProc::start(
+            &["--", &server.url("/mcp")],
+            &[("MCP_LOCAL_SHUTDOWN_GRACE_MS", "1000")],
+        );
+        let init = router.initialize("2025-11-25");
+        assert!(init["result"].is_object(), "{init}");
+        router.send(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+            "params":{"name":"echo","arguments":{"text":"never"}}}));
+        let posted = || {
+            read_lines(&record)
+                .iter()
+                .filter(|l| l.starts_with("POST /mcp tools/call"))
+                .count()
+        };
+        let before = if how == "eof" { 0 } else { 1 };
+        assert!(
+            wait_until(Duration::from_secs(10), || posted() > before),
+            "the server never saw the call: {}",
+            router.stderr()
+        );
+        let t0 = std::time::Instant::now();
+        match how {
+            "eof" => router.close_stdin(),
+            _ => router.signal("TERM"),
+        }
+        let status = router.wait_exit(GRACE + Duration::from_secs(5));
+        let took = t0.elapsed();
+        assert!(
+            status.is_some() && took < GRACE + Duration::from_millis(1500),
+            "{how}: the router took {took:?} to exit (grace {GRACE:?}): {}",
+            router.stderr()
+        );
+        let (reply, _) = router.response(&json!(2));
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("shutting down")),
+            "{how}: {reply}"
+        );
+    }
+}
+
+/// The same for legacy SSE: its POSTs were unbounded and not raced with shutdown, so a
+/// server that never acknowledged one kept the router from exiting.
+#[test]
+fn a_legacy_sse_post_the_server_never_acknowledges_does_not_keep_the_router_alive() {
+    const GRACE: Duration = Duration::from_millis(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("seen.txt");
+    let server = faults_server(&[
+        "--legacy-endpoint",
+        "/messages/?session_id=1",
+        "--hang-posts",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/sse")],
+        &[("MCP_LOCAL_SHUTDOWN_GRACE_MS", "1000")],
+    );
+    router.send(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}));
+    assert!(
+        wait_until(Duration::from_secs(10), || read_lines(&record)
+            .iter()
+            .any(|l| l.starts_with("POST /messages/?session_id=1 initialize"))),
+        "the server never saw the initialize: {}",
+        router.stderr()
+    );
+    let t0 = std::time::Instant::now();
+    router.close_stdin();
+    let status = router.wait_exit(GRACE + Duration::from_secs(5));
+    let took = t0.elapsed();
+    assert!(
+        status.is_some() && took < GRACE + Duration::from_millis(1500),
+        "the router took {took:?} to exit (grace {GRACE:?}): {}",
+        router.stderr()
+    );
+    let (reply, _) = router.response(&json!(0));
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down")),
+        "{reply}"
+    );
+}
+
+/// Defect: one HTTP task per request, uncapped. With `max_concurrent_requests: 2` the
+/// server never sees more than 2 request POSTs at once, and every request is still
+/// answered exactly once.
+#[test]
+fn request_posts_are_capped_by_max_concurrent_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.txt");
+    let server = faults_server(&["--hold-ms", "300", "--stats", stats.to_str().unwrap()]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/mcp")],
+        &[("MCP_LOCAL_MAX_CONCURRENT_REQUESTS", "2")],
+    );
+    let init = router.initialize("2025-11-25");
+    assert!(init["result"].is_object(), "{init}");
+    const N: i64 = 8;
+    for n in 1..=N {
+        router.send(&json!({"jsonrpc":"2.0","id":n,"method":"tools/call",
+            "params":{"name":"hold","arguments":{"n":n}}}));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < N as usize {
+        let Some(v) = router.recv(WAIT) else {
+            panic!("only {seen:?} answered\n{}", router.stderr());
+        };
+        let id = v["id"].as_i64().expect("a response with an id");
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            format!("held {id}"),
+            "{v}"
+        );
+        *seen.entry(id).or_insert(0) += 1;
+        assert_eq!(seen[&id], 1, "request {id} answered twice");
+    }
+    // Nothing more (no second answer to any of them).
+    assert!(router.recv(Duration::from_millis(500)).is_none());
+    let text = std::fs::read_to_string(&stats).unwrap_or_default();
+    assert!(
+        text.contains("max_concurrent=2 ") && text.contains("answered=8"),
+        "the server saw: {text}"
+    );
+    router.finish_ok();
+}
+
+/// Defect: the GET stream honoured `retry: 0` literally, so a server that answers it and
+/// closes the stream at once got a hot reconnect loop. Now the wait has a floor and backs
+/// off on repeated immediate closes: a handful of GETs in 2 s, not thousands.
+#[test]
+fn a_get_stream_closed_at_once_with_retry_zero_is_not_reopened_in_a_hot_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("seen.txt");
+    let server = faults_server(&[
+        "--session",
+        "--get-retry-zero",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    let mut router = RouterProc::start(&["--", &server.url("/mcp")], &[]);
+    let init = router.initialize("2025-11-25");
+    assert!(init["result"].is_object(), "{init}");
+    let gets = || {
+        read_lines(&record)
+            .iter()
+            .filter(|l| l.starts_with("GET /mcp"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || gets() >= 1),
+        "no GET stream was opened: {}",
+        router.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let n = gets();
+    assert!(n <= 10, "{n} GETs in about 2 s");
+    let reply = echo(&mut router, 2, "fine");
+    assert_eq!(reply["result"]["content"][0]["text"], "fine", "{reply}");
+    router.finish_ok();
+}
+
+/// Listens on a loopback port and notes every connection (and its first bytes).
+struct Tripwire {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn tripwire() -> Tripwire {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap_or(0);
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    Tripwire { port, seen }
+}
+
+/// Defect: a legacy SSE `endpoint` event may name any URL, and every message (with the
+/// configured headers: the bearer token) was POSTed there. Now an endpoint on another
+/// origin is refused: that listener sees nothing, the client gets a clear error.
+#[test]
+fn an_sse_endpoint_on_another_origin_is_refused() {
+    let thief = tripwire();
+    let server = faults_server(&[
+        "--legacy-endpoint",
+        &format!("http://127.0.0.1:{}/steal?sessionId=abc", thief.port),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("router.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "servers:\n  - name: legacy\n    url: {}\n    headers:\n      Authorization: Bearer TOPSECRET-e2e\n",
+            server.url("/sse")
+        ),
+    )
+    .unwrap();
+    let mut router = RouterProc::start(
+        &["--config", cfg.to_str().unwrap()],
+        &[("MCP_LOGGING_LEVEL", "debug")],
+    );
+    let init = router.initialize("2024-11-05");
+    let message = init["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("another origin") && message.contains(&server.url("/sse")),
+        "{init}\n{}",
+        router.stderr()
+    );
+    let again = echo(&mut router, 2, "x");
+    assert!(again["error"].is_object(), "{again}");
+    assert!(
+        router.stderr().contains("another origin"),
+        "{}",
+        router.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = thief.seen.lock().unwrap().clone();
+    assert!(seen.is_empty(), "the other origin was contacted: {seen:?}");
+    assert_no_secret(&router.stderr(), "TOPSECRET");
+    router.finish_ok();
+}
+
+/// Defect: reqwest errors and our log lines printed whole URLs, userinfo and query
+/// (API keys) included, to the log and into error replies. At `trace`, against a server
+/// that is unreachable, one that refuses, and one that works: neither secret appears in
+/// the log or in any reply.
+#[test]
+fn secrets_in_a_server_url_stay_out_of_logs_and_replies() {
+    let server = faults_server(&[]);
+    let dead = free_port();
+    let urls = [
+        format!("http://user:PWSECRET@127.0.0.1:{dead}/mcp?api_key=QSECRET"),
+        format!(
+            "http://user:PWSECRET@127.0.0.1:{}/nope?api_key=QSECRET",
+            server.port
+        ),
+        format!(
+            "http://user:PWSECRET@127.0.0.1:{}/mcp?api_key=QSECRET",
+            server.port
+        ),
+    ];
+    for (i, url) in urls.iter().enumerate() {
+        let mut router = RouterProc::start(&["--", url], &[("MCP_LOGGING_LEVEL", "trace")]);
+        let mut replies = vec![router.initialize("2025-11-25")];
+        replies.push(echo(&mut router, 2, "hello"));
+        if i == 2 {
+            assert_eq!(
+                replies[1]["result"]["content"][0]["text"], "hello",
+                "{replies:?}"
+            );
+        } else {
+            assert!(replies[1]["error"].is_object(), "{replies:?}");
+        }
+        router.finish_ok();
+        let log = router.stderr();
+        assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+        for secret in ["PWSECRET", "QSECRET"] {
+            assert_no_secret(&log, secret);
+            for r in &replies {
+                assert!(!r.to_string().contains(secret), "{url}: {r}");
+            }
+        }
+    }
+}
+
+/// `config check` prints server URLs with their userinfo and query masked.
+#[test]
+fn config_check_masks_userinfo_and_query_of_server_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("router.yaml");
+    std::fs::write(
+        &cfg,
+        "servers:\n  - name: a\n    url: https://user:PWSECRET@api.example.com/mcp?api_key=QSECRET\n",
+    )
+    .unwrap();
+    let out = Command::new(router_bin())
+        .args(["config", "check", "--config", cfg.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("https://***@api.example.com/mcp?***"),
+        "{text}"
+    );
+    assert_no_secret(&text, "PWSECRET");
+    assert_no_secret(&text, "QSECRET");
+}

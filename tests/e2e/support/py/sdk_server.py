@@ -6,6 +6,7 @@ a static resource, a resource template and a prompt. Outputs are deterministic.
 
 Run: python sdk_server.py --transport stdio
      python sdk_server.py --transport streamable-http --port 8000 [--json-response] [--stateless]
+     python sdk_server.py --transport sse --port 8000 [--sse-path /events]
 """
 
 import argparse
@@ -135,6 +136,7 @@ def main() -> None:
     ap.add_argument("--json-response", action="store_true", help="streamable-http: JSON replies, not SSE")
     ap.add_argument("--stateless", action="store_true", help="streamable-http: no sessions")
     ap.add_argument("--resumable", action="store_true", help="streamable-http: keep events for Last-Event-ID")
+    ap.add_argument("--sse-path", default="/sse", help="sse: where the event stream is served")
     args = ap.parse_args()
     if args.transport == "stdio":
         server.run("stdio")
@@ -149,7 +151,7 @@ def main() -> None:
             retry_interval=100 if args.resumable else None,
         )
     else:
-        server.run(args.transport, host="127.0.0.1", port=args.port)
+        server.run(args.transport, host="127.0.0.1", port=args.port, sse_path=args.sse_path)
 
 
 if __name__ == "__main__":
