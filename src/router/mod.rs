@@ -26,6 +26,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
 use crate::wire::error::cancelled_notification;
+use crate::wire::id::splice;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 use ids::Ids;
 use pending::{NewEntry, Pending, Stage};
@@ -253,9 +254,10 @@ impl Core {
         if st.pending.client_has(session, &id) {
             return ClientDecision::Reply(in_use(&id).to_response(Some(&id)));
         }
-        // Another session's request under the same id on this upstream: this one travels
-        // under a router-owned id.
-        let wire = if st.pending.contains(&(up, id.clone())) {
+        // Another session's request under the same id on this upstream (or one given up
+        // on that its server may still answer): this one travels under a router-owned id.
+        let key = (up, id.clone());
+        let wire = if st.pending.contains(&key) || st.pending.is_abandoned(&key) {
             self.ids.fresh("rq")
         } else {
             id.clone()
@@ -321,6 +323,7 @@ impl Core {
             !seen.insert(id.clone())
                 || st.pending.client_has(session, id)
                 || st.pending.contains(&(up, id.clone()))
+                || st.pending.is_abandoned(&(up, id.clone()))
         });
         if let Some((clash, _)) = clash {
             let named = in_use(clash);
@@ -361,7 +364,7 @@ impl Core {
         st: &mut State,
         session: SessionId,
         up: UpstreamId,
-        msg: Message,
+        mut msg: Message,
     ) -> ClientDecision {
         let mut up = up;
         let mut only_gen = None;
@@ -374,10 +377,7 @@ impl Core {
                     match stage {
                         Some(Stage::Queued) => {
                             // The server never saw it: withdraw it and tell nobody.
-                            let u = &mut st.upstreams[key.0 .0 as usize];
-                            u.outbox.retain(
-                                |q| !matches!(&q.tracked, Tracked::One(id) if *id == key.1),
-                            );
+                            st.upstreams[key.0 .0 as usize].withdraw(&key.1);
                             return ClientDecision::Drop;
                         }
                         Some(Stage::Sent { gen }) => {
@@ -385,9 +385,26 @@ impl Core {
                             // reply; the connection that carried it is told.
                             up = key.0;
                             only_gen = Some(gen);
+                            st.pending.abandon(key.clone(), gen);
+                            if key.1 != target {
+                                // It travels under a router id: the server knows it by
+                                // that one (the client's may name another session's).
+                                let spliced = cancelled_request(msg.raw()).and_then(|(_, span)| {
+                                    Message::parse(splice(msg.raw(), span, &key.1)).ok()
+                                });
+                                match spliced {
+                                    Some(m) => msg = m,
+                                    None => return ClientDecision::Drop,
+                                }
+                            }
                         }
                         None => {}
                     }
+                } else {
+                    // Nothing of this session's is in flight under that id (answered
+                    // already, or never asked): passed on, it could cancel another
+                    // session's request under the same id.
+                    return ClientDecision::Drop;
                 }
             }
         }
@@ -500,6 +517,7 @@ impl Core {
                     }
                     None => {
                         tracing::info!(upstream = %name, id = %key.1, "dropping a reply nobody waits for (timed out, cancelled or unknown id)");
+                        st.pending.settle_abandoned(&key, gen);
                         return None;
                     }
                 }
@@ -557,11 +575,21 @@ impl Core {
             let kept = match (&item.kind, &item.id) {
                 (Kind::Response, Some(id)) => {
                     let key = (up, id.clone());
-                    let ours = matches!(st.pending.get(&key).map(|e| e.stage), Some(Stage::Sent { gen: g }) if g == gen);
+                    // A batch answers one batch's members: one session's, under their own
+                    // ids. A member under a router id or for another session answers
+                    // something else (it would reach the wrong client or the right one under
+                    // the router's id): stripped, that request waits for its own reply.
+                    let ours = st.pending.get(&key).is_some_and(|e| {
+                        e.stage == Stage::Sent { gen }
+                            && e.client_id == *id
+                            && session.is_none_or(|s| s == e.session)
+                    });
                     if ours {
                         if let Some(e) = st.pending.remove(&key) {
                             session.get_or_insert(e.session);
                         }
+                    } else if !st.pending.contains(&key) {
+                        st.pending.settle_abandoned(&key, gen);
                     }
                     ours
                 }
@@ -632,6 +660,7 @@ impl Core {
         }
         u.gen += 1;
         u.link = Link::Down;
+        pending.forget_abandoned(up, Some(gen));
         for msg in msgs.into_iter().rev() {
             let tracked = match msg.kind() {
                 Kind::Request => msg.id().cloned().map_or(Tracked::None, Tracked::One),
@@ -677,6 +706,7 @@ impl Core {
         }
         u.outbox.retain(|q| q.only_gen.is_none());
         st.reverse.forget(up, Some(gen));
+        st.pending.forget_abandoned(up, Some(gen));
         let lost = st
             .pending
             .take_where(|k, e| k.0 == up && e.stage == Stage::Sent { gen });
@@ -696,6 +726,7 @@ impl Core {
         u.gen += 1;
         u.outbox.clear();
         st.reverse.forget(up, None);
+        st.pending.forget_abandoned(up, None);
         let all = st.pending.take_where(|k, _| k.0 == up);
         let out = all
             .into_iter()
@@ -745,24 +776,16 @@ impl Core {
         let mut out = Vec::with_capacity(expired.len());
         let secs = self.limits.request_timeout.as_secs_f64();
         for ((up, wire), entry) in expired {
-            let State {
-                upstreams, pending, ..
-            } = &mut *st;
-            let u = &mut upstreams[up.0 as usize];
+            let mut late = None;
+            let u = &mut st.upstreams[up.0 as usize];
             let text = match entry.stage {
                 Stage::Queued => {
-                    // A batch stays queued while any member is still waited for.
-                    u.outbox.retain(|q| match &q.tracked {
-                        Tracked::One(id) => *id != wire,
-                        Tracked::Many(ids) => {
-                            ids.iter().any(|i| pending.contains(&(up, i.clone())))
-                        }
-                        Tracked::None => true,
-                    });
+                    u.withdraw(&wire);
                     "request timeout while queued".to_owned()
                 }
                 Stage::Sent { gen } => {
                     if gen == u.gen && u.is_up() {
+                        late = Some(gen);
                         // Built here, so it always parses; a failure would only lose the
                         // courtesy notice, never the client's error reply.
                         let notice =
@@ -782,6 +805,9 @@ impl Core {
             let reply =
                 RouterError::new(ErrorKind::Timeout, text).to_response(Some(&entry.client_id));
             out.extend(Self::delivery(&st, entry.session, reply));
+            if let Some(gen) = late {
+                st.pending.abandon((up, wire), gen);
+            }
         }
         self.notify_if_idle(&st);
         out
@@ -876,6 +902,11 @@ fn fmt_secs(secs: f64) -> String {
 
 /// `params.requestId` of a `notifications/cancelled`, parsed only for that method.
 pub(crate) fn cancelled_request_id(raw: &Bytes) -> Option<Id> {
+    cancelled_request(raw).map(|(id, _)| id)
+}
+
+/// `params.requestId` of a `notifications/cancelled` and the span of its text in `raw`.
+fn cancelled_request(raw: &Bytes) -> Option<(Id, (usize, usize))> {
     #[derive(serde::Deserialize)]
     struct Cancel<'a> {
         #[serde(borrow)]
@@ -888,11 +919,17 @@ pub(crate) fn cancelled_request_id(raw: &Bytes) -> Option<Id> {
     }
     let c: Cancel = serde_json::from_slice(raw).ok()?;
     let raw_id = c.params?.request_id?.get();
+    // Borrowed from `raw`, so the offset is exact.
+    let start = (raw_id.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
     match raw_id.as_bytes().first() {
-        Some(b'"' | b'-' | b'0'..=b'9') => Some(Id::from_raw_json(raw_id)),
+        Some(b'"' | b'-' | b'0'..=b'9') => {
+            Some((Id::from_raw_json(raw_id), (start, start + raw_id.len())))
+        }
         _ => None,
     }
 }
 
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,9 @@ pub struct Entry {
     deadline: (Instant, u64),
 }
 
+/// Abandoned requests remembered, at most (beyond, the oldest is forgotten).
+pub const MAX_ABANDONED: usize = 4096;
+
 /// The pending table, its client index and its deadline index.
 #[derive(Debug, Default)]
 pub struct Pending {
@@ -43,6 +46,11 @@ pub struct Pending {
     by_client: HashMap<(SessionId, Id), Key>,
     deadlines: BTreeMap<(Instant, u64), Key>,
     seq: u64,
+    /// Requests given up on (cancelled by their client, timed out) after connection `gen`
+    /// took them: its server may still answer, so their wire id is not used again on
+    /// that upstream until it does or that connection ends. Key → (gen, seq).
+    abandoned: HashMap<Key, (u64, u64)>,
+    abandoned_order: BTreeMap<u64, Key>,
 }
 
 /// What a new entry records.
@@ -155,6 +163,48 @@ impl Pending {
         keys.into_iter()
             .filter_map(|k| self.remove(&k).map(|e| (k, e)))
             .collect()
+    }
+
+    /// The request `key`, taken by connection `gen`, was given up on: a late reply may come.
+    pub fn abandon(&mut self, key: Key, gen: u64) {
+        if self.abandoned.len() >= MAX_ABANDONED {
+            if let Some((_, oldest)) = self.abandoned_order.pop_first() {
+                self.abandoned.remove(&oldest);
+            }
+        }
+        self.seq += 1;
+        if let Some((_, old)) = self.abandoned.insert(key.clone(), (gen, self.seq)) {
+            self.abandoned_order.remove(&old);
+        }
+        self.abandoned_order.insert(self.seq, key);
+    }
+
+    /// Whether a server may still answer an abandoned request under `key`.
+    pub fn is_abandoned(&self, key: &Key) -> bool {
+        self.abandoned.contains_key(key)
+    }
+
+    /// A reply nobody waits for came from connection `gen`: if it answers an abandoned
+    /// request, that one is settled (its id is free again).
+    pub fn settle_abandoned(&mut self, key: &Key, gen: u64) {
+        if let Some(&(g, seq)) = self.abandoned.get(key) {
+            if g == gen {
+                self.abandoned.remove(key);
+                self.abandoned_order.remove(&seq);
+            }
+        }
+    }
+
+    /// Connection `gen` of `up` (every one, for `None`) ended: no late reply comes from it.
+    pub fn forget_abandoned(&mut self, up: UpstreamId, gen: Option<u64>) {
+        let order = &mut self.abandoned_order;
+        self.abandoned.retain(|k, (g, seq)| {
+            let keep = k.0 != up || gen.is_some_and(|gen| gen != *g);
+            if !keep {
+                order.remove(seq);
+            }
+            keep
+        });
     }
 
     /// Whether any entry matches `pred`.

@@ -526,3 +526,30 @@ fn http_version_comes_from_each_upstreams_own_negotiation() {
     assert_eq!(h.core.negotiated_version(A).as_deref(), Some("2025-06-18"));
     assert_eq!(h.core.negotiated_version(B), None);
 }
+
+#[test]
+fn handed_back_messages_go_first_to_the_next_connection_still_waited_for() {
+    let h = core(10, 1);
+    let gen = h.core.up(A);
+    let now = Instant::now();
+    h.send(A, INIT, now);
+    h.send(A, REQ1, now);
+    let taken = h.pull(A, gen);
+    h.send(A, r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#, now);
+    // The transport turned out to be another one: nothing was sent, nothing is lost.
+    h.core.hand_back(A, gen, taken);
+    let mut out = Vec::new();
+    assert!(
+        !h.core.pull(A, gen, &mut out, 10),
+        "the old connection is done"
+    );
+    let gen2 = h.core.up(A);
+    assert_eq!(
+        methods(&h.pull(A, gen2)),
+        ["initialize", "tools/list", "ping"]
+    );
+    assert_eq!(h.core.pending_len(), 3);
+    assert!(h
+        .reply(A, gen2, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+        .is_some());
+}

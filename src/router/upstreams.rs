@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::session::UpstreamSession;
 use super::SessionId;
-use crate::wire::{Id, Message, RouterError};
+use crate::wire::{Id, Kind, Message, RouterError};
 
 /// Readiness of one upstream.
 #[derive(Debug)]
@@ -75,5 +75,28 @@ impl Upstream {
     pub fn push(&mut self, q: Queued) {
         self.outbox.push_back(q);
         self.wake.notify_one();
+    }
+
+    /// Takes request `id` out of the outbox (the server never sees it): a single request
+    /// goes; a batch loses that member, and goes once nothing is left in it.
+    pub fn withdraw(&mut self, id: &Id) {
+        self.outbox.retain_mut(|q| match &mut q.tracked {
+            Tracked::One(one) => one != id,
+            Tracked::Many(ids) if ids.contains(id) => {
+                let rest = q
+                    .msg
+                    .batch_keeping(|i| i.kind != Kind::Request || i.id.as_ref() != Some(id))
+                    .and_then(|bytes| Message::parse(bytes).ok());
+                match rest {
+                    Some(msg) => {
+                        q.msg = msg;
+                        *ids = ids.iter().filter(|i| *i != id).cloned().collect();
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => true,
+        });
     }
 }
