@@ -756,16 +756,27 @@ impl Core {
     pub fn oversized(
         &self,
         up: UpstreamId,
+        gen: u64,
         id: Option<&Id>,
         len: usize,
         limit: usize,
     ) -> Option<Delivery> {
-        let name = self.lock().upstreams[up.0 as usize].name.clone();
+        let id = id?;
+        let name = {
+            let st = self.lock();
+            // Like any reply: only from the connection that carries the request.
+            let carried =
+                st.pending.get(&(up, id.clone())).map(|e| e.stage) == Some(Stage::Sent { gen });
+            if !carried {
+                return None;
+            }
+            st.upstreams[up.0 as usize].name.clone()
+        };
         let err = RouterError::new(
             ErrorKind::TooLarge,
             format!("the reply from server '{name}' is {len} bytes, over the {limit}-byte message limit (raise local.max_message_size)"),
         );
-        self.fail_request(up, id?, &err)
+        self.fail_request(up, id, &err)
     }
 
     /// Requests whose time is up: errors for their clients; the connections that carry

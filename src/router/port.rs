@@ -101,8 +101,8 @@ impl Port {
     }
 
     /// The server sent a message over the size limit (its id, if it could be read).
-    pub async fn oversized(&self, id: Option<&Id>, len: usize, limit: usize) {
-        send(self.core.oversized(self.up, id, len, limit)).await
+    pub async fn oversized(&self, conn: Conn, id: Option<&Id>, len: usize, limit: usize) {
+        send(self.core.oversized(self.up, conn.gen, id, len, limit)).await
     }
 
     /// `conn` is gone: the requests it carried get `reason`; queued ones wait.

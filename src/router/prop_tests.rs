@@ -1097,14 +1097,11 @@ impl Model {
             return Ok(());
         }
         let tag = inbox[pick % inbox.len()];
-        let wire = self.reqs[tag]
-            .carried
-            .clone()
-            .map(|c| c.1)
-            .unwrap_or_default();
+        let (gen, wire) = self.reqs[tag].carried.clone().unwrap_or_default();
         self.server_answered.insert(tag);
         let d = self.core.oversized(
             UpstreamId(up as u32),
+            gen,
             Some(&Id::from_raw_json(&wire)),
             100,
             10,

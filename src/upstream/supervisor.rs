@@ -503,7 +503,7 @@ async fn read_loop(
             Inbound::Oversized { id, len, limit } => {
                 liveness.heard(start);
                 tracing::warn!(upstream = %port.name(), len, limit, "server sent a message over the size limit");
-                port.oversized(id.as_ref(), len, limit).await;
+                port.oversized(conn, id.as_ref(), len, limit).await;
             }
             Inbound::Pong => {
                 liveness.pong_seen.store(true, Ordering::Relaxed);
