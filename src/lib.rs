@@ -11,23 +11,26 @@
 //! cli/               commands (run, version, config check); the only anyhow user
 //! config/            validated plain structs + load(file, env, flags); raw, env, validate, render
 //! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
-//! router/            decides, never does I/O: mod.rs (shared state), pending.rs,
-//!                    session.rs (client handshake kept for replay)
-//! upstream/          one supervisor per server: stdio.rs (child process), http.rs,
-//!                    sse.rs, ws.rs, detect.rs, gateway/ (mcp-bridge WebSocket + TCP)
+//! router/            the routing core, decides, never does I/O: mod.rs (Core: identities in,
+//!                    deliveries out), upstreams.rs (outbox per upstream), pending.rs,
+//!                    reverse.rs (server→client requests), session.rs, ids.rs, port.rs
+//!                    (an upstream's only handle), timer.rs
+//! upstream/          spec.rs (config → upstreams, the one spawn), supervisor.rs (the one
+//!                    connect/replay/write/keepalive loop), connectors: stdio.rs, ws.rs,
+//!                    sse.rs, gateway/ (mcp-bridge WebSocket + TCP); http.rs; detect.rs
 //! wire/              bytes ↔ messages, no I/O: message.rs, id.rs, id_scan.rs,
 //!                    ndjson.rs, error.rs (the only place JSON-RPC errors are built),
 //!                    gateway/ (envelope, MCPB and legacy frame codecs)
 //! net/               tls.rs (the one rustls config builder), credentials.rs
 //! resilience/        pure state machines with injected time: backoff.rs
-//! telemetry/         logging.rs
+//! telemetry/         logging.rs, redact.rs (URLs without userinfo or query)
 //! shutdown.rs        signals and the ordered drain of pending requests
 //! ```
 //!
 //! Message path: `frontend::stdio` frames stdin with `wire::ndjson`, parses the envelope
-//! once (`wire::message`), asks `router` what to do, and hands bytes to the upstream's
-//! channel; the upstream's reader asks `router` about each reply and hands bytes to the
-//! single stdout writer. `docs/architecture.md` has the full picture.
+//! once (`wire::message`) and hands it to the core, which queues it in the upstream's
+//! outbox; the upstream's writer pulls it through its `Port`; its reader hands each reply
+//! to the core, which routes it to the session that asked (the stdout writer). `docs/architecture.md` has the full picture.
 
 pub mod auth;
 pub mod cli;
