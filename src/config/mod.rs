@@ -103,6 +103,7 @@ pub struct Secrets {
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayConfig {
     /// In order of preference: `gateway.url` first, then `gateway.endpoints[].url`.
+    #[serde(serialize_with = "render::masked_urls")]
     pub endpoints: Vec<String>,
     /// `websocket` or `tcp`.
     pub protocol_preference: String,

@@ -55,6 +55,12 @@ pub fn masked_values<S: Serializer>(m: &BTreeMap<String, String>, s: S) -> Resul
     map.end()
 }
 
+/// URLs with userinfo and query masked (gateway endpoints carry tokens there too).
+pub fn masked_urls<S: Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    let shown: Vec<String> = urls.iter().map(|u| masked_url(u)).collect();
+    s.collect_seq(shown)
+}
+
 pub fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

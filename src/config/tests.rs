@@ -605,3 +605,18 @@ fn routing_a_server_through_the_gateway_needs_a_gateway() {
     )
     .is_ok());
 }
+
+#[test]
+fn config_check_masks_gateway_endpoint_userinfo_and_query() {
+    let loaded = load_text(
+        "gateway:\n  url: wss://ops:hunter2@gw.example.com:8443/mcp?token=SECRET-Q\n  auth: { type: bearer }\n",
+        &[("MCP_AUTH_TOKEN", "t")],
+    )
+    .unwrap();
+    let shown = render_effective(&loaded.config);
+    assert!(
+        !shown.contains("SECRET-Q") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    assert!(shown.contains("gw.example.com:8443/mcp"), "{shown}");
+}

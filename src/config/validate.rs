@@ -203,7 +203,8 @@ fn check_url(url: &str, path: &str, allowed: &[&str], p: &mut Problems) {
         p.err(
             path,
             format!(
-                "'{url}' is not a URL (expected {}://host[:port][/path])",
+                "'{}' is not a URL (expected {}://host[:port][/path])",
+                crate::telemetry::redact::masked(url),
                 allowed[0]
             ),
         );

@@ -28,7 +28,7 @@ pub fn unsupported_target(url: &str) -> Option<String> {
     let scheme = url.split("://").next().unwrap_or(url);
     match scheme {
         "http" | "https" | "ws" | "wss" | "tcp" | "tcps" | "tcp+tls" => None,
-        _ => Some(format!("'{url}' has an unknown scheme '{scheme}' (use a command line, http(s)://, ws(s)://, tcp://, tcps://)")),
+        _ => Some(format!("'{}' has an unknown scheme '{scheme}' (use a command line, http(s)://, ws(s)://, tcp://, tcps://)", crate::telemetry::redact::masked(url))),
     }
 }
 

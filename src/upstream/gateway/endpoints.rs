@@ -35,9 +35,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses a validated URL; the error names the URL and what is wrong with it.
     pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("'{url}' has no scheme (use ws://, wss://, tcp://, tcps://)"))?;
+        // Errors show the URL without userinfo or query (tokens live there).
+        let shown = crate::telemetry::redact::masked(url);
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            format!("'{shown}' has no scheme (use ws://, wss://, tcp://, tcps://)")
+        })?;
         let (protocol, tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
             "ws" => (Protocol::WebSocket, false, 80),
             "wss" => (Protocol::WebSocket, true, 443),
@@ -45,14 +47,14 @@ impl Endpoint {
             "tcps" | "tcp+tls" => (Protocol::Tcp, true, DEFAULT_TCP_PORT),
             other => {
                 return Err(format!(
-                    "'{url}': the gateway speaks ws://, wss://, tcp://, tcps:// or tcp+tls://, not {other}://"
+                    "'{shown}': the gateway speaks ws://, wss://, tcp://, tcps:// or tcp+tls://, not {other}://"
                 ))
             }
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         let authority = authority.rsplit('@').next().unwrap_or(authority);
         let (host, port) = split_host_port(authority)
-            .ok_or_else(|| format!("'{url}' has no usable host[:port]"))?;
+            .ok_or_else(|| format!("'{shown}' has no usable host[:port]"))?;
         Ok(Endpoint {
             url: url.to_owned(),
             protocol,
