@@ -7,7 +7,9 @@
 //! deadline and hands back `now`; this module answers which entries expired. It does not
 //! decide what to tell anyone; the core does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{SessionId, UpstreamId};

@@ -8,7 +8,9 @@
 //! logged) instead of reaching a new process or connection that may have its own request
 //! under that id. Bounded: past `MAX_ENTRIES` the oldest is forgotten. No I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use super::ids::Ids;
 use super::{SessionId, UpstreamId};
