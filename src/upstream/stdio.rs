@@ -207,7 +207,9 @@ async fn wait_exit(exit: &mut Exit) -> String {
 impl Reader {
     pub(crate) async fn next(&mut self) -> Inbound {
         loop {
+            // Biased: stdout first (the hot path; no fairness draw per message).
             let frame = tokio::select! {
+                biased;
                 f = self.frames.next() => f,
                 _ = self.exit.changed(), if self.drain_until.is_none() => {
                     self.drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);

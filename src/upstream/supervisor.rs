@@ -339,6 +339,7 @@ impl Supervisor {
             }
             if !batch.is_empty() {
                 let written = tokio::select! {
+                    biased;
                     r = write_batch(&mut writer, &mut batch, port) => r,
                     _ = self.shutdown.cancelled() => {
                         return self.shut(writer, reader_task).await;
