@@ -232,17 +232,7 @@ pub fn spawn(
             // A server whose answer to the first POST says "legacy HTTP+SSE" carries on
             // as one, on the same port, with what was taken handed back (the spec's
             // backwards-compatibility procedure: no probe before the client speaks).
-            let legacy = Connector::Sse(sse::Connector {
-                name: name.clone(),
-                url: url.clone(),
-                headers: spec.headers.clone(),
-                connect_timeout: s.connect_timeout,
-                tls: spec.tls.clone(),
-                max_message_size: s.max_message_size,
-                request_timeout: s.request_timeout,
-                client: None,
-                after_http_refusal: true,
-            });
+            let legacy = sse_connector(&name, &url, &spec.headers, &spec.tls, &s, true);
             let up = http::HttpUpstream {
                 name,
                 url,
@@ -254,13 +244,7 @@ pub fn spawn(
                 request_timeout: s.request_timeout,
                 max_concurrent_requests: s.max_concurrent_requests,
             };
-            let supervisor = Supervisor {
-                port: port.clone(),
-                reconnect,
-                replay_timeout: s.request_timeout,
-                shutdown: shutdown.clone(),
-                tracker: tracker.clone(),
-            };
+            let supervisor = supervisor(port.clone(), reconnect, &s, &shutdown, tracker);
             tracker.spawn(
                 async move {
                     if up.run(port, shutdown).await.is_some() {
@@ -291,17 +275,7 @@ pub fn spawn(
             ping_interval: s.ws_ping,
             pong_timeout: s.ws_pong,
         }),
-        Transport::Sse(url) => Connector::Sse(sse::Connector {
-            name,
-            url,
-            headers: spec.headers,
-            connect_timeout: s.connect_timeout,
-            tls: spec.tls,
-            max_message_size: s.max_message_size,
-            request_timeout: s.request_timeout,
-            client: None,
-            after_http_refusal: false,
-        }),
+        Transport::Sse(url) => sse_connector(&name, &url, &spec.headers, &spec.tls, &s, false),
         Transport::Tcp(url) => Connector::Gateway(Box::new(
             gateway::setup::tcp_server(gateway::setup::ServerSettings {
                 name: &name,
@@ -320,13 +294,45 @@ pub fn spawn(
             Connector::Gateway(gw)
         }
     };
-    let supervisor = Supervisor {
+    let supervisor = supervisor(port, reconnect, &s, &shutdown, tracker);
+    tracker.spawn(supervisor.run(connector).instrument(span));
+    Ok(())
+}
+
+fn supervisor(
+    port: Port,
+    reconnect: ReconnectPolicy,
+    s: &Settings,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Supervisor {
+    Supervisor {
         port,
         reconnect,
         replay_timeout: s.request_timeout,
-        shutdown,
+        shutdown: shutdown.clone(),
         tracker: tracker.clone(),
-    };
-    tracker.spawn(supervisor.run(connector).instrument(span));
-    Ok(())
+    }
+}
+
+/// A legacy HTTP+SSE server (configured as one, or found by its refusal of a POST).
+fn sse_connector(
+    name: &str,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    tls: &TlsConfig,
+    s: &Settings,
+    after_http_refusal: bool,
+) -> Connector {
+    Connector::Sse(sse::Connector {
+        name: name.to_owned(),
+        url: url.to_owned(),
+        headers: headers.clone(),
+        connect_timeout: s.connect_timeout,
+        tls: tls.clone(),
+        max_message_size: s.max_message_size,
+        request_timeout: s.request_timeout,
+        client: None,
+        after_http_refusal,
+    })
 }
