@@ -509,21 +509,48 @@ async fn post_task(
         return;
     }
     let waited = humantime::format_duration(timeout);
-    match (msg.kind(), msg.id()) {
-        (Kind::Request, Some(id)) => {
+    let ids = request_ids(&msg);
+    match ids.as_slice() {
+        [_, ..] => {
             let text = format!(
                 "server '{}' did not answer within {waited} (local.request_timeout_ms)",
                 shared.name
             );
-            tracing::warn!(upstream = %shared.name, %id, method = ?msg.method(), "{text}");
-            shared.port.fail(id, text).await;
+            tracing::warn!(upstream = %shared.name, id = ?msg.id(), method = ?msg.method(), "{text}");
+            for id in &ids {
+                shared.port.fail(id, text.clone()).await;
+            }
         }
-        _ => tracing::warn!(
+        [] => tracing::warn!(
             upstream = %shared.name,
             "server '{}' did not acknowledge a {} within {waited} (local.request_timeout_ms); gave up on it",
             shared.name,
             msg.method().unwrap_or("response")
         ),
+    }
+}
+
+/// The requests a message carries (a request; a batch's request members): what waits for
+/// its reply body, and what a failed POST answers.
+fn request_ids(msg: &Message) -> Vec<Id> {
+    match msg.kind() {
+        Kind::Request => msg.id().cloned().into_iter().collect(),
+        Kind::Batch => msg
+            .items()
+            .iter()
+            .filter(|i| i.kind == Kind::Request)
+            .filter_map(|i| i.id.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the server answers this POST with a body (JSON or SSE), not a bare `202`.
+fn expects_reply(msg: &Message) -> bool {
+    match msg.kind() {
+        Kind::Request => true,
+        Kind::Batch => msg.items().iter().any(|i| i.kind == Kind::Request),
+        _ => false,
     }
 }
 
@@ -550,8 +577,8 @@ async fn send(shared: &Shared, msg: &Message, mut answered: Option<Answered>) {
         Err(PostError::Failed(text)) => text,
     };
     tracing::warn!(upstream = %shared.name, "{text}");
-    if let (Kind::Request, Some(id)) = (msg.kind(), msg.id()) {
-        shared.port.fail(id, text).await;
+    for id in request_ids(msg) {
+        shared.port.fail(&id, text.clone()).await;
     }
 }
 
@@ -661,7 +688,7 @@ async fn post(
             let _ = a.tx.send(Verdict::StreamableHttp);
         }
     }
-    if msg.kind() != Kind::Request {
+    if !expects_reply(msg) {
         return if status.is_success() {
             Ok(())
         } else {
@@ -719,7 +746,7 @@ async fn probe_refusal(
         };
     }
     let _ = verdict.send(Verdict::StreamableHttp);
-    if msg.kind() != Kind::Request {
+    if !expects_reply(msg) {
         return Err(refused(shared, msg, status));
     }
     json_reply(shared, status, body, &mut None)

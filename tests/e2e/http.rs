@@ -430,6 +430,43 @@ fn a_legacy_sse_server_at_any_path_is_found_by_its_answer_to_the_first_post() {
 /// Defect: notifications were POSTed inline without a bound, so a server that accepts
 /// one and never answers held back every later message. Now a later request still gets
 /// the server's reply (well within its 5 s timeout), and the stuck POST is given up on.
+/// Defect: a JSON-RPC batch (protocol 2025-03-26) was POSTed like a notification: only
+/// its status was read, so its requests waited for their timeout. Now its reply is read
+/// and every member is answered.
+#[test]
+fn a_batch_over_streamable_http_gets_its_replies() {
+    let server = faults_server(&[]);
+    let mut router = RouterProc::start(
+        &["--", &server.url("/mcp")],
+        &[("MCP_LOCAL_REQUEST_TIMEOUT_MS", "5000")],
+    );
+    router.initialize("2025-03-26");
+    let started = std::time::Instant::now();
+    router.send_raw(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}]\n");
+    let v = router
+        .recv(Duration::from_secs(10))
+        .expect("a reply to the batch");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered by a timeout: {v}"
+    );
+    let ids: Vec<&serde_json::Value> = v
+        .as_array()
+        .expect("a batch reply")
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(ids, [&json!(1), &json!(2)], "{v}");
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("result").is_some()),
+        "{v}"
+    );
+    router.finish_ok();
+}
+
 #[test]
 fn a_notification_the_server_never_acknowledges_does_not_hold_back_later_requests() {
     let server = faults_server(&["--hang-notifications"]);

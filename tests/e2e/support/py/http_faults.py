@@ -9,6 +9,7 @@ Streamable HTTP on POST /mcp (JSON replies):
   tools/call hold     -> answers after --hold-ms milliseconds (concurrency is counted)
   other requests      -> {}
   notifications and responses -> 202
+  a batch (array)     -> an array with a result per request member ({"method": …})
 Faults:
   --hang-notifications   accept a notification POST and never answer it
   --hang-tools           accept a tools/call POST and never answer it
@@ -106,6 +107,16 @@ class Handler(BaseHTTPRequestHandler):
             msg = json.loads(self.rfile.read(length))
         except ValueError:
             self.reply(400, b'{"error":"not json"}')
+            return
+        if isinstance(msg, list):
+            # A JSON-RPC batch (2025-03-26): one array of results for its requests.
+            record("POST", self.path, "batch", self.headers)
+            out = [{"jsonrpc": "2.0", "id": m["id"], "result": {"method": m["method"]}}
+                   for m in msg if isinstance(m, dict) and "id" in m and "method" in m]
+            if out:
+                self.reply(200, json.dumps(out).encode())
+            else:
+                self.reply(202)
             return
         method = msg.get("method")
         record("POST", self.path, method or "response", self.headers)
