@@ -22,11 +22,6 @@ impl Ids {
     }
 }
 
-/// Whether `id` is one this router made.
-pub fn is_router_owned(id: &Id) -> bool {
-    id.as_json().starts_with("\"mcp-router-")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +33,6 @@ mod tests {
         let b = ids.fresh("replay");
         assert_ne!(a, b);
         assert_eq!(a.as_json(), "\"mcp-router-replay-0\"");
-        assert!(is_router_owned(&b));
+        assert!(b.as_json().starts_with("\"mcp-router-"));
     }
 }

@@ -33,7 +33,6 @@ use pending::{NewEntry, Pending, Stage};
 pub use port::{send_all, Conn, Port};
 use reverse::{Origin, Reverse};
 pub use session::Handshake;
-use session::{era_of, Era};
 use upstreams::{Link, Queued, Tracked, Upstream};
 
 /// Which upstream (an index into the core's table).
@@ -77,7 +76,6 @@ pub enum ClientDecision {
 #[derive(Debug)]
 struct ClientSession {
     tx: mpsc::Sender<Bytes>,
-    era: Era,
 }
 
 #[derive(Debug)]
@@ -153,10 +151,7 @@ impl Core {
     pub fn open_session(&self, tx: mpsc::Sender<Bytes>) -> SessionId {
         let mut st = self.lock();
         let id = SessionId(st.sessions.len() as u32);
-        st.sessions.push(Some(ClientSession {
-            tx,
-            era: Era::Unknown,
-        }));
+        st.sessions.push(Some(ClientSession { tx }));
         for u in st.upstreams.iter_mut().filter(|u| u.owner.is_none()) {
             u.owner = Some(id);
         }
@@ -211,15 +206,6 @@ impl Core {
         msg: Message,
         now: Instant,
     ) -> ClientDecision {
-        if let Some(Some(s)) = st.sessions.get_mut(session.0 as usize) {
-            // Parsed only until the era is known (or a new handshake starts): off the
-            // hot path.
-            if s.era == Era::Unknown || msg.method() == Some("initialize") {
-                if let Some(era) = era_of(&msg) {
-                    s.era = era;
-                }
-            }
-        }
         match msg.kind() {
             Kind::Request => self.client_request(st, session, up, msg, now),
             Kind::Batch => self.client_batch(st, session, up, msg, now),

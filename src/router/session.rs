@@ -1,5 +1,5 @@
-//! Session state on both sides of the router: the client's era, and each upstream's
-//! session (the handshake to replay, the version that server agreed to).
+//! Each upstream's session: the handshake to replay, the version that server agreed to,
+//! and the era the client speaks to it.
 //!
 //! Passive mode: the router never invents a handshake. An upstream's session remembers the
 //! client's `initialize` (and `notifications/initialized`) exactly as sent to it, and the
@@ -131,15 +131,6 @@ impl UpstreamSession {
     /// JSON-RPC batches exist only in protocol version 2025-03-26.
     pub fn allows_batches(&self) -> bool {
         self.negotiated.as_deref() == Some("2025-03-26")
-    }
-}
-
-/// The era a client message announces, if it announces one.
-pub fn era_of(msg: &Message) -> Option<Era> {
-    match msg.method() {
-        Some("initialize") => Some(Era::Handshake),
-        Some(_) if carries_version_meta(msg.raw()) => Some(Era::Stateless),
-        _ => None,
     }
 }
 

@@ -450,12 +450,7 @@ fn a_batch_over_streamable_http_gets_its_replies() {
         started.elapsed() < Duration::from_secs(3),
         "answered by a timeout: {v}"
     );
-    let ids: Vec<&serde_json::Value> = v
-        .as_array()
-        .expect("a batch reply")
-        .iter()
-        .map(|m| &m["id"])
-        .collect();
+    let ids = batch_ids(&v);
     assert_eq!(ids, [&json!(1), &json!(2)], "{v}");
     assert!(
         v.as_array()

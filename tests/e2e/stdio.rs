@@ -320,7 +320,7 @@ fn batches_pass_in_2025_03_26_and_are_refused_otherwise() {
     r.initialize("2025-03-26");
     r.send_raw(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}]\n");
     let v = r.recv(WAIT).unwrap();
-    let ids: Vec<&Value> = v.as_array().unwrap().iter().map(|m| &m["id"]).collect();
+    let ids = batch_ids(&v);
     assert_eq!(ids, [&json!(1), &json!(2)]);
 
     let mut r = start(&[], &[]);
@@ -343,12 +343,7 @@ fn a_batch_with_a_member_id_in_flight_gets_one_error_per_member() {
     r.send(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{"ms":500}}}));
     r.send_raw(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}]\n");
     let v = r.recv(WAIT).unwrap();
-    let ids: Vec<&Value> = v
-        .as_array()
-        .expect("one error per member, in an array")
-        .iter()
-        .map(|m| &m["id"])
-        .collect();
+    let ids = batch_ids(&v);
     assert_eq!(ids, [&json!(1), &json!(2)], "{v}");
     assert!(
         v.as_array()
@@ -374,12 +369,7 @@ fn a_batch_reply_loses_members_nobody_waits_for() {
     // The client gives up on "a"; the server answers the whole batch anyway.
     r.send(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a"}}));
     let v = r.recv(WAIT).unwrap();
-    let ids: Vec<&Value> = v
-        .as_array()
-        .expect("a batch reply")
-        .iter()
-        .map(|m| &m["id"])
-        .collect();
+    let ids = batch_ids(&v);
     assert_eq!(ids, [&json!("b")], "only the member still waited for: {v}");
     assert!(r.recv(Duration::from_millis(300)).is_none());
 }

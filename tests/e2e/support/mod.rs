@@ -501,3 +501,12 @@ impl RouterProc {
         took
     }
 }
+
+/// The ids of a batch reply's members, in order (fails the test if `v` is no array).
+pub fn batch_ids(v: &Value) -> Vec<&Value> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected a batch reply (an array): {v}"))
+        .iter()
+        .map(|m| &m["id"])
+        .collect()
+}
