@@ -20,6 +20,7 @@
 //!                    sse.rs, gateway/ (mcp-bridge WebSocket + TCP); http.rs; detect.rs
 //! wire/              bytes ↔ messages, no I/O: message.rs, id.rs, id_scan.rs,
 //!                    ndjson.rs, error.rs (the only place JSON-RPC errors are built),
+//!                    rewrite.rs (find / set / remove JSON members by splicing bytes),
 //!                    gateway/ (envelope, MCPB and legacy frame codecs)
 //! net/               tls.rs (the one rustls config builder), credentials.rs
 //! resilience/        pure state machines with injected time: backoff.rs
