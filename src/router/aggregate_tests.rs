@@ -608,6 +608,19 @@ fn a_pinned_2026_client_has_servers_probed_and_a_handshake_only_server_bridged()
         String::from_utf8_lossy(h.pull(B)[0].raw()),
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"y","_meta":{},"arguments":{}}}"#
     );
+    // Its result gets what the 2026-07-28 wire requires, nothing else changes.
+    let d = h
+        .core
+        .from_upstream(
+            B,
+            0,
+            msg(r#"{"jsonrpc":"2.0","id":2,"result":{"content":[]}}"#),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&d.bytes),
+        r#"{"jsonrpc":"2.0","id":2,"result":{"resultType":"complete","content":[]}}"#
+    );
     h.send(
         &call
             .replace("b__y", "a__x")
@@ -701,4 +714,77 @@ fn listen_streams_merge_with_the_clients_subscription_id_and_cancel_at_every_ser
             msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#)
         )
         .is_none());
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z_]{1,6}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// A call's name is the only thing rewritten on the way to the server, and putting
+        /// the shown name back gives the client's bytes exactly.
+        #[test]
+        fn a_routed_call_differs_only_in_its_name(args in json_value(), name in "[A-Za-z0-9_-]{1,30}", id in 0u32..1000) {
+            let h = three();
+            for up in [A, B, C] {
+                h.core.up(up);
+            }
+            let args = serde_json::to_string(&args).unwrap();
+            let client = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"arguments":{args},"name":"b__{name}"}}}}"#);
+            prop_assert!(matches!(h.send(&client), ClientDecision::Accepted));
+            let sent = h.pull(B);
+            prop_assert_eq!(sent.len(), 1);
+            let forwarded = String::from_utf8(sent[0].raw().to_vec()).unwrap();
+            let expected = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"arguments":{args},"name":"{name}"}}}}"#);
+            prop_assert_eq!(&forwarded, &expected);
+            let span = crate::wire::rewrite::find(forwarded.as_bytes(), &["params", "name"]).unwrap();
+            let quoted = crate::wire::rewrite::quote(&format!("b__{name}"));
+            let restored = crate::wire::rewrite::splice(forwarded.as_bytes(), &[(span, quoted.as_bytes())]);
+            prop_assert_eq!(String::from_utf8(restored).unwrap(), client);
+        }
+
+        /// Whatever a server lists, the merged items are its items byte for byte except
+        /// the spliced name, and every shown name routes back to that item.
+        #[test]
+        fn merged_items_are_the_servers_bytes_but_the_name(extra in json_value(), names in proptest::collection::btree_set("[a-z.]{1,8}", 1..6)) {
+            let h = three();
+            h.init();
+            h.send(r#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#);
+            let extra = serde_json::to_string(&extra).unwrap();
+            let items: Vec<String> = names.iter().map(|n| format!(r#"{{"name":"{n}","x":{extra}}}"#)).collect();
+            h.answer(A, r#"{"tools":[]}"#);
+            let d = h.answer(B, &format!(r#"{{"tools":[{}]}}"#, items.join(","))).unwrap();
+            let v = json(&d.bytes);
+            let shown = v["result"]["tools"].as_array().unwrap().clone();
+            prop_assert_eq!(shown.len(), names.len());
+            for (item, original) in shown.iter().zip(&names) {
+                let exposed = item["name"].as_str().unwrap().to_owned();
+                prop_assert_eq!(&item["x"], &serde_json::from_str::<serde_json::Value>(&extra).unwrap());
+                let call = format!(r#"{{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{{"name":"{exposed}"}}}}"#);
+                prop_assert!(matches!(h.send(&call), ClientDecision::Accepted));
+                let sent = h.pull(B);
+                let forwarded = json(sent[0].raw());
+                prop_assert_eq!(forwarded["params"]["name"].as_str(), Some(original.as_str()));
+                let id = sent[0].id().unwrap().as_json().to_owned();
+                h.core.from_upstream(B, 0, msg(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)));
+            }
+        }
+    }
 }

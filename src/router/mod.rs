@@ -553,6 +553,10 @@ impl Core {
                 } else {
                     msg.with_id(&entry.client_id).into_raw()
                 };
+                let bytes = match st.agg.as_ref() {
+                    Some(agg) => agg.reply_for_client(up, entry.method.as_deref(), bytes),
+                    None => bytes,
+                };
                 self.settle(&mut st, &key, entry.session, bytes, false)
             }
             Kind::Batch => self.upstream_batch(&mut st, up, gen, msg),

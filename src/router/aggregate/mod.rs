@@ -293,6 +293,40 @@ impl Aggregate {
         .unwrap_or(msg)
     }
 
+    /// A reply from server `up` as the client must see it: a handshake-era server behind
+    /// a 2026-07-28 client does not write what that era requires of results
+    /// (`resultType`, and `ttlMs` / `cacheScope` on cacheable ones); the router adds them.
+    pub fn reply_for_client(&self, up: UpstreamId, method: Option<&str>, bytes: Bytes) -> Bytes {
+        let bridged = self.client_era == Era::Stateless
+            && self.servers.get(up.0 as usize).and_then(|s| s.era) == Some(Era::Handshake);
+        if !bridged || rewrite::find(&bytes, &["result"]).is_none() {
+            return bytes;
+        }
+        let mut out = bytes.to_vec();
+        let mut add = vec![("resultType", &b"\"complete\""[..])];
+        if matches!(
+            method,
+            Some(
+                "resources/read"
+                    | "resources/list"
+                    | "resources/templates/list"
+                    | "tools/list"
+                    | "prompts/list"
+            )
+        ) {
+            add.push(("ttlMs", b"0"));
+            add.push(("cacheScope", b"\"private\""));
+        }
+        for (key, value) in add {
+            if rewrite::find(&out, &["result", key]).is_none() {
+                if let Some(b) = rewrite::set_member(&out, &["result"], key, value) {
+                    out = b;
+                }
+            }
+        }
+        Bytes::from(out)
+    }
+
     /// A request from server `up` that the client cannot take (a 2026-07-28 client takes
     /// no server requests): the answer to send that server instead.
     pub fn refuse_server_request(&self, up: UpstreamId, msg: &Message) -> Option<Bytes> {
