@@ -996,6 +996,8 @@ fn cancelled_request(raw: &Bytes) -> Option<(Id, (usize, usize))> {
 }
 
 #[cfg(test)]
+mod aggregate_props;
+#[cfg(test)]
 mod aggregate_tests;
 #[cfg(test)]
 mod prop_tests;
