@@ -2,11 +2,12 @@
 //!
 //! Owns the merge of file → environment → flags (`load`) into these structs, once, at
 //! start-up. Nothing outside `config/` reads the environment or the YAML. The serde mirror
-//! of what users write lives in `raw.rs`; the `MCP_*` table in `env.rs`. This module never
+//! of what users write lives in `raw.rs`; the `MCP_*` table in `env.rs`; the server filters in `filter.rs`. This module never
 //! does network I/O and never starts tasks.
 
 mod duration;
 mod env;
+mod filter;
 mod inert;
 mod load;
 mod raw;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use env::{EnvVar, Kind as EnvKind, ENV_VARS};
+pub use filter::{glob_match, ItemFilter};
 pub use load::{load, ConfigError, FlagOverrides, LoadOptions, Loaded};
 pub use raw::{RawAdvanced, RawAuth, RawDirect, RawGatewayPool, RawPool, RawRateLimit, RawTracing};
 pub use render::render_effective;
