@@ -1,15 +1,17 @@
 //! Validated configuration: the plain structs every other module receives.
 //!
 //! Owns the merge of file → environment → flags (`load`) into these structs, once, at
-//! start-up. Nothing outside `config/` reads the environment or the YAML. The serde mirror
-//! of what users write lives in `raw.rs`; the `MCP_*` table in `env.rs`; the server filters
-//! in `filter.rs`. This module never does network I/O and never starts tasks.
+//! start-up. Nothing outside `config/` reads the environment, the YAML or the `mcpServers`
+//! JSON other clients use (`mcp_json.rs`). The serde mirror of what users write lives in
+//! `raw.rs`; the `MCP_*` table in `env.rs`; the server filters in `filter.rs`. This module
+//! never does network I/O and never starts tasks.
 
 mod duration;
 mod env;
 mod filter;
 mod inert;
 mod load;
+mod mcp_json;
 mod raw;
 mod render;
 mod validate;

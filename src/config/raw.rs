@@ -23,6 +23,9 @@ pub type Opaque = Option<Value>;
 pub struct RawConfig {
     pub version: Option<u32>,
     pub servers: Option<Vec<RawServer>>,
+    /// Ours: `mcpServers` JSON files (Claude Desktop, Cursor, VS Code …) whose servers are
+    /// added after `servers:`.
+    pub servers_from: Option<RawPaths>,
     /// Ours: how several servers are shown as one.
     pub aggregate: Option<RawAggregate>,
     pub gateway: Option<RawGateway>,
@@ -42,6 +45,23 @@ pub struct RawConfig {
 pub enum RawCommand {
     Line(String),
     Words(Vec<String>),
+}
+
+/// `servers_from: a.json` or `servers_from: [a.json, b.json]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawPaths {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawPaths {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            RawPaths::One(p) => std::slice::from_ref(p),
+            RawPaths::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! Several servers: the per-server keys (`enabled`, `prefix`, filters, `transport`),
-//! `aggregate:`; every rule with its message.
+//! `aggregate:`, the `mcpServers` JSON as the file or through `servers_from:`; every rule
+//! with its message.
 
 use std::path::{Path, PathBuf};
 
@@ -239,5 +240,186 @@ fn misspelled_new_keys_get_the_nearest_name() {
             "missing {needle:?}: {:#?}",
             loaded.warnings
         );
+    }
+}
+
+const CLAUDE: &str = include_str!("../../tests/golden/claude_desktop_config.json");
+
+#[test]
+fn the_claude_desktop_example_loads_as_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "claude_desktop_config.json", CLAUDE);
+    let loaded = load(&opts(&path)).expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    let cfg = &loaded.config;
+    assert_eq!(
+        names(cfg),
+        ["filesystem", "github", "sqlite", "memory", "brave-search"]
+    );
+    let ServerTarget::Stdio(gh) = &cfg.servers[1].target else {
+        panic!("stdio")
+    };
+    assert_eq!(gh.program, "docker");
+    assert_eq!(
+        gh.args.last().map(String::as_str),
+        Some("ghcr.io/github/github-mcp-server")
+    );
+    assert_eq!(
+        gh.env["GITHUB_PERSONAL_ACCESS_TOKEN"],
+        "ghp_golden_never_printed"
+    );
+    assert_eq!(cfg.servers[4].prefix, "brave-search");
+    assert!(cfg.servers.iter().all(|s| s.enabled));
+    let yaml = render_effective(cfg);
+    assert!(
+        !yaml.contains("never_printed") && yaml.contains("GITHUB_PERSONAL_ACCESS_TOKEN: '***'"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn a_vs_code_file_loads_with_types_and_disabled_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        ".vscode/mcp.json",
+        r#"{
+  // VS Code writes comments and trailing commas.
+  "servers": {
+    "github": { "type": "http", "url": "https://api.githubcopilot.com/mcp/sse" },
+    "events": { "type": "sse", "url": "http://localhost:3001/events", "disabled": true },
+    "fs": { "type": "stdio", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "."] },
+  },
+}"#,
+    );
+    let cfg = load(&opts(&path)).expect("loads").config;
+    assert_eq!(names(&cfg), ["github", "events", "fs"]);
+    assert_eq!(
+        cfg.servers[0].transport,
+        Some(TransportHint::StreamableHttp)
+    );
+    assert_eq!(cfg.servers[1].transport, Some(TransportHint::Sse));
+    assert!(!cfg.servers[1].enabled);
+    assert!(matches!(&cfg.servers[2].target, ServerTarget::Stdio(c) if c.program == "npx"));
+}
+
+#[test]
+fn errors_in_a_json_entry_name_the_file_and_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "servers.json",
+        r#"{"mcpServers": {"a": {"command": ""}, "b": {"url": "ftp://x"}, "c": {"type": "sse", "command": "x"}, "d": {}}}"#,
+    );
+    let err = load(&opts(&path)).expect_err("invalid").to_string();
+    let file = path.display();
+    for needle in [
+        format!("{file}: mcpServers.a.command: is empty"),
+        format!("{file}: mcpServers.b.url: scheme 'ftp' is not supported"),
+        format!("{file}: mcpServers.c.type: 'sse' is a network transport"),
+        format!("{file}: mcpServers.d: set one of command (a stdio server), url"),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_json_file_that_is_not_the_shape_says_what_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(dir.path(), "broken.json", "{\"mcpServers\": {\"a\": }");
+    let err = load(&opts(&broken)).expect_err("broken").to_string();
+    assert!(
+        err.contains("not valid JSON: expected value at line 1 column"),
+        "{err}"
+    );
+    let other = write(dir.path(), "other.json", "{\"globalShortcut\": \"x\"}");
+    let err = load(&opts(&other)).expect_err("no servers").to_string();
+    assert!(err.contains("no mcpServers (or servers) object"), "{err}");
+    // The router's own schema in JSON is still the router's schema.
+    let own = write(
+        dir.path(),
+        "own.json",
+        r#"{"servers": [{"name": "a", "command": "x"}]}"#,
+    );
+    assert_eq!(names(&load(&opts(&own)).expect("loads").config), ["a"]);
+    // The JSON shape in a YAML file.
+    let err = errors_of("mcpServers:\n  a: { command: x }\n");
+    assert!(
+        err.contains("mcpServers: is the JSON shape other MCP clients use"),
+        "{err}"
+    );
+    let err = errors_of("servers:\n  a: { command: x }\n");
+    assert!(
+        err.contains("servers: is a mapping of NAME: {…} (VS Code's mcp.json shape)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn servers_from_appends_json_servers_relative_to_the_yaml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "conf/clients/claude.json", CLAUDE);
+    write(
+        dir.path(),
+        "conf/cursor.json",
+        r#"{"mcpServers": {"remote": {"url": "https://api.example.com/mcp?key=${API_KEY}"}}}"#,
+    );
+    let yaml = write(
+        dir.path(),
+        "conf/mcp-router.yaml",
+        "servers:\n  - { name: local, command: python server.py }\nservers_from: [clients/claude.json, cursor.json]\n",
+    );
+    let loaded = load(&opts(&yaml)).expect("loads");
+    assert_eq!(
+        names(&loaded.config),
+        [
+            "local",
+            "filesystem",
+            "github",
+            "sqlite",
+            "memory",
+            "brave-search",
+            "remote"
+        ]
+    );
+    assert_eq!(
+        loaded.warnings,
+        ["cursor.json: mcpServers.remote.url contains ${…}, which is used as written: the router expands no variables (put the value itself, or set env: on the entry)"]
+    );
+    // A single path, and a name repeated across the files: both entries named.
+    let yaml = write(
+        dir.path(),
+        "conf/one.yaml",
+        "servers:\n  - { name: github, command: gh-mcp }\nservers_from: clients/claude.json\n",
+    );
+    let err = load(&opts(&yaml)).expect_err("duplicate").to_string();
+    assert!(
+        err.contains(
+            "clients/claude.json: mcpServers.github.name: 'github' is also the name of servers[0]"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_servers_from_file_that_is_missing_or_not_the_shape_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "plain.json", "{\"servers\": []}");
+    write(dir.path(), "router.yaml", "servers: []\n");
+    let yaml = write(
+        dir.path(),
+        "mcp-router.yaml",
+        "servers_from: [missing.json, plain.json, router.yaml]\n",
+    );
+    let err = load(&opts(&yaml)).expect_err("bad includes").to_string();
+    for needle in [
+        "servers_from[0]: cannot read ",
+        "missing.json (No such file or directory",
+        "servers_from[1]: ",
+        "plain.json has no mcpServers (or servers) object",
+        "servers_from[2]: ",
+        "router.yaml is not JSON (",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
 }

@@ -18,6 +18,7 @@ const LIVE: &[&str] = &[
     "servers[].tools",
     "servers[].prompts",
     "servers[].resources",
+    "servers_from",
     "aggregate.separator",
     "servers[].connection_mode",
     "servers[].command",
