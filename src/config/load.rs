@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::env::{self, Kind};
+use super::flags::{command_server, ServerFlag};
 use super::mcp_json::{self, Sniff};
-use super::raw::{RawAuth, RawCommand, RawConfig, RawServer};
+use super::raw::{RawAuth, RawConfig};
 use super::validate::{self, Problems};
 use super::{Config, Secret};
 
@@ -40,6 +41,9 @@ pub struct FlagOverrides {
     pub log_format: Option<String>,
     /// `mcp-router -- CMD ARGS…`: route to this one stdio server instead of `servers:`.
     pub stdio_command: Option<Vec<String>>,
+    /// `--server NAME=COMMAND-OR-URL` (repeatable): these servers instead of `servers:`
+    /// and `servers_from:`; not together with `stdio_command`.
+    pub servers: Vec<ServerFlag>,
     pub gateway_url: Option<String>,
     /// `--header 'Name: value'`: added to every network server's requests.
     pub headers: Vec<(String, String)>,
@@ -128,8 +132,17 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
     let mut raw: RawConfig =
         serde_yaml_ng::from_value(tree).map_err(|e| fail(vec![e.to_string()]))?;
-    if let Some(words) = opts.flags.stdio_command.as_ref().filter(|w| !w.is_empty()) {
+    let flags = &opts.flags;
+    let command = flags.stdio_command.as_ref().filter(|w| !w.is_empty());
+    if command.is_some() && !flags.servers.is_empty() {
+        return Err(fail(vec![
+            "--server and `-- COMMAND` both name the servers to route to: use one (several --server flags, or one `-- COMMAND`)".into(),
+        ]));
+    }
+    if let Some(words) = command {
         raw.servers = Some(vec![command_server(words)]);
+    } else if !flags.servers.is_empty() {
+        raw.servers = Some(flags.servers.iter().map(ServerFlag::to_raw).collect());
     } else {
         if let Some(list) = &raw.servers_from {
             let base = source.as_deref().and_then(Path::parent);
@@ -382,46 +395,5 @@ fn apply_flags(flags: &FlagOverrides, tree: &mut Value) {
         if let Some(var) = &flags.bearer_env {
             env::set_path(tree, "gateway.auth.token_env", Value::String(var.clone()));
         }
-    }
-}
-
-/// The server that `mcp-router -- CMD ARGS…` routes to, named after the program; a lone
-/// URL (`mcp-router -- https://host/mcp`) is a network server named after its host.
-fn command_server(words: &[String]) -> RawServer {
-    if let [url] = words {
-        if let Some((scheme, rest)) = url.split_once("://") {
-            if ["http", "https", "ws", "wss", "tcp", "tcps", "tcp+tls"].contains(&scheme) {
-                let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-                let name = Some(if host.is_empty() {
-                    url.clone()
-                } else {
-                    host.to_owned()
-                });
-                // An http(s) URL may be Streamable HTTP or legacy SSE: let detection tell.
-                return if scheme.starts_with("http") {
-                    RawServer {
-                        name,
-                        auto_detect: Some(true),
-                        candidates: Some(vec![url.clone()]),
-                        ..RawServer::default()
-                    }
-                } else {
-                    RawServer {
-                        name,
-                        url: Some(url.clone()),
-                        ..RawServer::default()
-                    }
-                };
-            }
-        }
-    }
-    let name = Path::new(&words[0])
-        .file_name()
-        .map_or_else(|| words[0].clone(), |n| n.to_string_lossy().into_owned());
-    RawServer {
-        name: Some(name),
-        command: Some(RawCommand::Words(words.to_vec())),
-        ..RawServer::default()
     }
 }

@@ -3,12 +3,14 @@
 //! Owns the merge of file → environment → flags (`load`) into these structs, once, at
 //! start-up. Nothing outside `config/` reads the environment, the YAML or the `mcpServers`
 //! JSON other clients use (`mcp_json.rs`). The serde mirror of what users write lives in
-//! `raw.rs`; the `MCP_*` table in `env.rs`; the server filters in `filter.rs`. This module
-//! never does network I/O and never starts tasks.
+//! `raw.rs`; the `MCP_*` table in `env.rs`; the server filters in `filter.rs`; the
+//! command-line server shorthands in `flags.rs`. This module never does network I/O and
+//! never starts tasks.
 
 mod duration;
 mod env;
 mod filter;
+mod flags;
 mod inert;
 mod load;
 mod mcp_json;
@@ -25,6 +27,7 @@ use serde::Serialize;
 
 pub use env::{EnvVar, Kind as EnvKind, ENV_VARS};
 pub use filter::{glob_match, ItemFilter};
+pub use flags::{parse_server_flag, FlagTarget, ServerFlag};
 pub use load::{load, ConfigError, FlagOverrides, LoadOptions, Loaded};
 pub use raw::{RawAdvanced, RawAuth, RawDirect, RawGatewayPool, RawPool, RawRateLimit, RawTracing};
 pub use render::render_effective;

@@ -1,6 +1,6 @@
 //! Several servers: the per-server keys (`enabled`, `prefix`, filters, `transport`),
-//! `aggregate:`, the `mcpServers` JSON as the file or through `servers_from:`; every rule
-//! with its message.
+//! `aggregate:`, the `mcpServers` JSON as the file or through `servers_from:`, and the
+//! `--server` flags; every rule with its message.
 
 use std::path::{Path, PathBuf};
 
@@ -422,4 +422,49 @@ fn a_servers_from_file_that_is_missing_or_not_the_shape_is_an_error() {
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
+}
+
+fn flag(text: &str) -> ServerFlag {
+    parse_server_flag(text).expect("flag parses")
+}
+
+#[test]
+fn server_flags_replace_the_configured_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = write(
+        dir.path(),
+        "mcp-router.yaml",
+        "servers:\n  - { name: file, command: x }\nservers_from: never-read.json\n",
+    );
+    let mut o = opts(&yaml);
+    o.flags.servers = vec![
+        flag("fs=npx -y @modelcontextprotocol/server-filesystem '/tmp/my dir'"),
+        flag("docs=https://docs.example.com/mcp"),
+    ];
+    o.flags.headers = vec![("X-Team".into(), "a".into())];
+    let cfg = load(&o).expect("loads").config;
+    assert_eq!(names(&cfg), ["fs", "docs"]);
+    let ServerTarget::Stdio(fs) = &cfg.servers[0].target else {
+        panic!("stdio")
+    };
+    assert_eq!(fs.args.last().map(String::as_str), Some("/tmp/my dir"));
+    assert!(
+        matches!(&cfg.servers[1].target, ServerTarget::Url(u) if u == "https://docs.example.com/mcp")
+    );
+    assert_eq!(cfg.servers[1].headers["X-Team"], "a");
+
+    o.flags.servers = vec![flag("a=x"), flag("a=https://h/mcp")];
+    let err = load(&o).expect_err("duplicate").to_string();
+    assert!(
+        err.contains("--server a.name: 'a' is also the name of --server a"),
+        "{err}"
+    );
+
+    o.flags.servers = vec![flag("a=x")];
+    o.flags.stdio_command = Some(vec!["python".into(), "s.py".into()]);
+    let err = load(&o).expect_err("both").to_string();
+    assert!(
+        err.contains("--server and `-- COMMAND` both name the servers to route to: use one"),
+        "{err}"
+    );
 }
