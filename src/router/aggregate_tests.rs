@@ -433,6 +433,12 @@ fn resources_route_by_uri_and_a_shared_uri_is_made_unique_per_server() {
     );
     h.send(r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"a://only"}}"#);
     assert_eq!(h.pull(A).len(), 1);
+    // An update of the shared URI names it as this server's.
+    let d = h
+        .core
+        .from_upstream(B, 0, msg(r#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///x"}}"#))
+        .unwrap();
+    assert_eq!(json(&d.bytes)["params"]["uri"], "mcp-router://b/file:///x");
 }
 
 #[test]

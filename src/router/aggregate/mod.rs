@@ -855,10 +855,26 @@ impl Aggregate {
         if self.client_era == Era::Stateless {
             return self.stateless_frame(up, msg);
         }
-        if msg.method() != Some("notifications/message") {
-            return Some(msg);
+        match msg.method() {
+            Some("notifications/message") => Some(self.relabel(up, msg)),
+            Some("notifications/resources/updated") => Some(self.shown_uri(up, msg)),
+            _ => Some(msg),
         }
-        Some(self.relabel(up, msg))
+    }
+
+    /// A resource update names the URI as the client was shown it (the per-server form
+    /// when two servers list that URI).
+    fn shown_uri(&self, up: UpstreamId, msg: Message) -> Message {
+        let Some((span, uri)) = string_field(msg.raw(), &["params", "uri"]) else {
+            return msg;
+        };
+        if !self.catalog.is_shared(&uri) {
+            return msg;
+        }
+        let Some(s) = self.servers.get(up.0 as usize) else {
+            return msg;
+        };
+        respliced(&msg, span, &uri::disambiguate(&s.setup.prefix, &uri)).unwrap_or(msg)
     }
 
     fn stateless_frame(&self, up: UpstreamId, msg: Message) -> Option<Message> {
