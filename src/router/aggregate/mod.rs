@@ -137,6 +137,16 @@ fn error(kind: ErrorKind, id: &Id, text: String) -> Plan {
     Plan::Reply(RouterError::new(kind, text).to_response(Some(id)))
 }
 
+/// The answer to a request without the string member routing needs.
+fn missing(msg: &Message, id: &Id, path: &[&str]) -> Plan {
+    let text = format!(
+        "{}: {} is missing",
+        msg.method().unwrap_or(""),
+        path.join(".")
+    );
+    error(ErrorKind::InvalidParams, id, text)
+}
+
 /// The string at `path` in `raw`, with its span.
 fn string_field(raw: &[u8], path: &[&str]) -> Option<(rewrite::Span, String)> {
     let span = rewrite::find(raw, path)?;
@@ -484,15 +494,7 @@ impl Aggregate {
             "prompt"
         };
         let Some((span, shown)) = string_field(msg.raw(), path) else {
-            return error(
-                ErrorKind::InvalidParams,
-                id,
-                format!(
-                    "{}: {} is missing",
-                    msg.method().unwrap_or(""),
-                    path.join(".")
-                ),
-            );
+            return missing(msg, id, path);
         };
         let Some((server, original)) =
             self.catalog
@@ -532,15 +534,7 @@ impl Aggregate {
 
     fn by_uri(&self, msg: &Message, id: &Id, path: &[&str]) -> Plan {
         let Some((span, shown)) = string_field(msg.raw(), path) else {
-            return error(
-                ErrorKind::InvalidParams,
-                id,
-                format!(
-                    "{}: {} is missing",
-                    msg.method().unwrap_or(""),
-                    path.join(".")
-                ),
-            );
+            return missing(msg, id, path);
         };
         let with_resources: Vec<usize> = (0..self.servers.len())
             .filter(|i| {
