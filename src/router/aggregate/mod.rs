@@ -10,9 +10,12 @@
 //! exactly like any other. With one server none of this runs: the router stays
 //! byte-transparent. No I/O here.
 
+mod answers;
 pub mod catalog;
 pub mod cursor;
+mod eras;
 pub mod input;
+mod listen;
 pub mod merge;
 pub mod names;
 pub mod ops;
@@ -24,7 +27,7 @@ use super::session::Era;
 use super::UpstreamId;
 use crate::config::ItemFilter;
 use crate::wire::{rewrite, ErrorKind, Id, Message, RouterError};
-use catalog::{Catalog, Page};
+use catalog::Catalog;
 use merge::ServerInfo;
 pub use ops::{ListKind, OpKind, Ops, Part, Ready};
 
@@ -205,15 +208,6 @@ impl Aggregate {
         }
     }
 
-    /// Servers owed a `notifications/initialized` (see [`Aggregate::bridge_initialize`]),
-    /// with the message to send them.
-    pub fn take_bridged(&mut self) -> Vec<(UpstreamId, Message)> {
-        std::mem::take(&mut self.bridged)
-            .into_iter()
-            .map(|u| (u, bridge_initialized()))
-            .collect()
-    }
-
     /// Every name collision resolved so far, one line each.
     pub fn collisions(&self) -> &[String] {
         &self.collisions
@@ -223,148 +217,6 @@ impl Aggregate {
     /// not known yet, for a 2026-07-28 client).
     pub fn take_probe(&mut self) -> Vec<(UpstreamId, Message)> {
         std::mem::take(&mut self.probe)
-    }
-
-    /// Learns the client's era from a request; for a 2026-07-28 client that did not send
-    /// `server/discover`, plans a probe of every server.
-    fn observe_client(
-        &mut self,
-        msg: &Message,
-        method: &str,
-        usable: impl Fn(&UpstreamId) -> bool,
-    ) {
-        if method == "initialize" {
-            self.client_era = Era::Handshake;
-            return;
-        }
-        if self.client_era == Era::Unknown {
-            if rewrite::find(msg.raw(), VERSION_KEY).is_none() {
-                return;
-            }
-            self.client_era = Era::Stateless;
-            self.client_meta =
-                rewrite::find(msg.raw(), &["params", "_meta"]).map(|s| msg.raw()[s].to_vec());
-        }
-        if self.client_era != Era::Stateless || self.probed {
-            return;
-        }
-        self.probed = true;
-        if method == "server/discover" {
-            return;
-        }
-        let unknown: Vec<UpstreamId> = self
-            .ids()
-            .filter(|u| usable(u) && self.servers[u.0 as usize].era.is_none())
-            .collect();
-        if let Some(discover) = self.discover_message() {
-            self.probe = unknown.into_iter().map(|u| (u, discover.clone())).collect();
-        }
-    }
-
-    /// A `server/discover` carrying the client's `_meta`.
-    fn discover_message(&self) -> Option<Message> {
-        let meta = self.client_meta.as_deref().unwrap_or(b"{}");
-        let mut raw =
-            br#"{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":"#.to_vec();
-        raw.extend_from_slice(meta);
-        raw.extend_from_slice(b"}}");
-        Message::parse(Bytes::from(raw)).ok()
-    }
-
-    /// The `initialize` the router sends a handshake-era server on behalf of a
-    /// 2026-07-28 client: the client's capabilities and identity from its `_meta`.
-    pub fn bridge_initialize(&self) -> Option<Message> {
-        let meta = self.client_meta.as_deref().unwrap_or(b"{}");
-        let caps = rewrite::find(meta, &["io.modelcontextprotocol/clientCapabilities"])
-            .map_or(&b"{}"[..], |s| &meta[s]);
-        let info =
-            rewrite::find(meta, &["io.modelcontextprotocol/clientInfo"]).map(|s| meta[s].to_vec());
-        let info = info.unwrap_or_else(|| merge::router_info().to_string().into_bytes());
-        let mut raw = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":"#.to_vec();
-        raw.extend_from_slice(caps);
-        raw.extend_from_slice(br#","clientInfo":"#);
-        raw.extend_from_slice(&info);
-        raw.extend_from_slice(b"}}");
-        Message::parse(Bytes::from(raw)).ok()
-    }
-
-    /// Whether a fan-out part of `kind` that ended in a JSON-RPC error means the server
-    /// speaks only the handshake era (the router then initializes it for the client).
-    pub fn bridges(&self, kind: OpKind) -> bool {
-        self.client_era == Era::Stateless && matches!(kind, OpKind::Discover | OpKind::Probe)
-    }
-
-    /// `msg` as server `up` must see it: for a handshake-era server behind a 2026-07-28
-    /// client, without the 2026 keys of `_meta` (such a server may refuse them).
-    fn for_server(&self, up: UpstreamId, msg: Message) -> Message {
-        let bridged = self.client_era == Era::Stateless
-            && self.servers.get(up.0 as usize).and_then(|s| s.era) == Some(Era::Handshake);
-        if !bridged {
-            return msg;
-        }
-        rewrite::remove_members(msg.raw(), &["params", "_meta"], |k| {
-            k.starts_with("io.modelcontextprotocol/")
-        })
-        .and_then(|b| Message::parse(Bytes::from(b)).ok())
-        .unwrap_or(msg)
-    }
-
-    /// A reply from server `up` as the client must see it: a handshake-era server behind
-    /// a 2026-07-28 client does not write what that era requires of results
-    /// (`resultType`, and `ttlMs` / `cacheScope` on cacheable ones); the router adds them.
-    pub fn reply_for_client(&self, up: UpstreamId, method: Option<&str>, bytes: Bytes) -> Bytes {
-        let bridged = self.client_era == Era::Stateless
-            && self.servers.get(up.0 as usize).and_then(|s| s.era) == Some(Era::Handshake);
-        if !bridged || rewrite::find(&bytes, &["result"]).is_none() {
-            return bytes;
-        }
-        let mut out = bytes.to_vec();
-        let mut add = vec![("resultType", &b"\"complete\""[..])];
-        if matches!(
-            method,
-            Some(
-                "resources/read"
-                    | "resources/list"
-                    | "resources/templates/list"
-                    | "tools/list"
-                    | "prompts/list"
-            )
-        ) {
-            add.push(("ttlMs", b"0"));
-            add.push(("cacheScope", b"\"private\""));
-        }
-        for (key, value) in add {
-            if rewrite::find(&out, &["result", key]).is_none() {
-                if let Some(b) = rewrite::set_member(&out, &["result"], key, value) {
-                    out = b;
-                }
-            }
-        }
-        Bytes::from(out)
-    }
-
-    /// Whether server `up`'s requests must be carried the 2026 way (a handshake-era
-    /// server behind a 2026-07-28 client; see `input`).
-    pub fn translates(&self, up: UpstreamId) -> bool {
-        self.client_era == Era::Stateless
-            && self.servers.get(up.0 as usize).and_then(|s| s.era) != Some(Era::Stateless)
-    }
-
-    /// A request from server `up` that cannot reach the 2026-07-28 client (a `ping`, or
-    /// one that belongs to no single call in flight): the answer to send that server.
-    pub fn refuse_server_request(&self, up: UpstreamId, msg: &Message) -> Option<Bytes> {
-        let id = msg.id()?;
-        if msg.method() == Some("ping") {
-            return Some(merge::result(id, b"{}"));
-        }
-        tracing::warn!(upstream = %self.name(up), method = ?msg.method(), "a server request the 2026-07-28 client cannot take (no single call of its is running at that server); refused");
-        Some(
-            RouterError::new(
-                ErrorKind::MethodNotFound,
-                "the client speaks MCP 2026-07-28, which takes no server-to-client requests outside a call",
-            )
-            .to_response(Some(id)),
-        )
     }
 
     pub fn name(&self, up: UpstreamId) -> &str {
@@ -621,171 +473,6 @@ impl Aggregate {
         Plan::FanOut(OpKind::List(kind), to)
     }
 
-    /// The client's answer for a fan-out request whose parts are in.
-    pub fn complete(&mut self, ready: Ready) -> Bytes {
-        let id = &ready.client_id;
-        match ready.kind {
-            OpKind::Initialize => {
-                for (up, part) in &ready.parts {
-                    self.record_initialize(*up, part);
-                }
-                let client_version = self
-                    .hello
-                    .as_ref()
-                    .and_then(|h| string_field(h.raw(), &["params", "protocolVersion"]))
-                    .map(|(_, v)| v)
-                    .unwrap_or_else(|| "2025-11-25".into());
-                let agreed: Vec<&str> = self
-                    .servers
-                    .iter()
-                    .filter_map(|s| s.info.as_ref()?.version.as_deref())
-                    .collect();
-                let version = merge::common_version(&client_version, agreed.into_iter());
-                let result =
-                    merge::initialize_result(&version, self.capabilities(), self.instructions());
-                merge::result(id, result.to_string().as_bytes())
-            }
-            OpKind::Discover => {
-                for (up, part) in &ready.parts {
-                    self.record(*up, part);
-                }
-                let result = merge::discover_result(self.capabilities(), self.instructions());
-                merge::result(id, result.to_string().as_bytes())
-            }
-            OpKind::List(kind) => {
-                let mut next: Vec<(&str, String)> = Vec::new();
-                let mut pages = Vec::with_capacity(ready.parts.len());
-                let mut order: Vec<&(UpstreamId, Part)> = ready.parts.iter().collect();
-                order.sort_by_key(|(up, _)| *up);
-                for (up, part) in order {
-                    let Some(s) = self.servers.get(up.0 as usize) else {
-                        continue;
-                    };
-                    let reply = part.bytes();
-                    if let Some((_, c)) = string_field(reply, &["result", "nextCursor"]) {
-                        next.push((s.setup.name.as_str(), c));
-                    }
-                    let filter = match kind {
-                        ListKind::Tools => &s.setup.tools,
-                        ListKind::Prompts => &s.setup.prompts,
-                        _ => &s.setup.resources,
-                    };
-                    pages.push(Page {
-                        server: up.0 as usize,
-                        prefix: &s.setup.prefix,
-                        filter,
-                        reply,
-                    });
-                }
-                let packed = (!next.is_empty()).then(|| {
-                    let refs: Vec<(&str, &str)> =
-                        next.iter().map(|(n, c)| (*n, c.as_str())).collect();
-                    cursor::pack(&refs)
-                });
-                let stateless = self.client_era == Era::Stateless;
-                let body =
-                    self.catalog
-                        .merge(kind, &self.sep, &pages, packed.as_deref(), stateless);
-                for c in self.catalog.take_collisions() {
-                    let line = format!(
-                        "'{}' is both {}'s '{}' and {}'s '{}': the second is shown as '{}'",
-                        c.name,
-                        self.name(UpstreamId(c.kept.0 as u32)),
-                        c.kept.1,
-                        self.name(UpstreamId(c.renamed.0 as u32)),
-                        c.renamed.1,
-                        c.renamed.2
-                    );
-                    tracing::warn!("name collision: {line}");
-                    self.collisions.push(line);
-                }
-                merge::result(id, &body)
-            }
-            OpKind::Listen => {
-                // Every server ended its stream: so does the router's.
-                self.listen = None;
-                let body = format!(
-                    r#"{{"resultType":"complete","_meta":{{"{SUBSCRIPTION_ID}":{}}}}}"#,
-                    id.as_json()
-                );
-                merge::result(id, body.as_bytes())
-            }
-            OpKind::SetLevel | OpKind::Background | OpKind::Probe => merge::result(id, b"{}"),
-        }
-    }
-
-    fn record_initialize(&mut self, up: UpstreamId, part: &Part) -> bool {
-        let info = match part {
-            Part::Reply(b) => merge::parse_initialize(b),
-            Part::Failed(_) => None,
-        };
-        if info.is_none() {
-            tracing::warn!(upstream = %self.name(up), "server not initialized: its tools, prompts and resources are left out until it answers");
-        }
-        let ok = info.is_some();
-        if let Some(s) = self.servers.get_mut(up.0 as usize) {
-            s.era = ok.then_some(Era::Handshake);
-            s.info = info;
-        }
-        if ok && self.client_era == Era::Stateless {
-            self.bridged.push(up);
-        }
-        ok
-    }
-
-    /// Records what a server said in a `server/discover` answer or, when it speaks only
-    /// the handshake era, in the `initialize` the router sent it instead. `true` when
-    /// the server is now usable.
-    fn record(&mut self, up: UpstreamId, part: &Part) -> bool {
-        let Part::Reply(bytes) = part else {
-            return false;
-        };
-        if let Some(info) = merge::parse_discover(bytes) {
-            if info.supported.iter().any(|v| v == "2026-07-28") {
-                if let Some(s) = self.servers.get_mut(up.0 as usize) {
-                    s.info = Some(info);
-                    s.era = Some(Era::Stateless);
-                }
-                return true;
-            }
-            if rewrite::find(bytes, &["result", "protocolVersion"]).is_some() {
-                return self.record_initialize(up, part);
-            }
-        }
-        false
-    }
-
-    fn capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
-        merge::union_capabilities(self.servers.iter().filter_map(|s| s.info.as_ref()))
-    }
-
-    fn instructions(&self) -> Option<String> {
-        merge::joined_instructions(
-            self.servers
-                .iter()
-                .filter_map(|s| Some((s.setup.name.as_str(), s.info.as_ref()?))),
-        )
-    }
-
-    /// A part that settled after its request was answered.
-    pub fn late(&mut self, kind: OpKind, up: UpstreamId, part: &Part) -> LateEffects {
-        let mut out = LateEffects::default();
-        let ready = match kind {
-            OpKind::Initialize | OpKind::Background => self.record_initialize(up, part),
-            OpKind::Discover | OpKind::Probe => self.record(up, part),
-            _ => false,
-        };
-        if !ready {
-            return out;
-        }
-        tracing::info!(upstream = %self.name(up), "server ready after the client's handshake; announcing its lists");
-        if self.client_era == Era::Handshake {
-            out.initialized = self.initialized.clone();
-        }
-        out.to_client = self.list_changed(up);
-        out
-    }
-
     /// What to send a server that is up but was never made ready for this client: the
     /// client's `initialize` (handshake era), or a `server/discover` probe (2026-07-28).
     pub fn greeting(&self, up: UpstreamId) -> Option<(OpKind, Message)> {
@@ -821,41 +508,6 @@ impl Aggregate {
             .collect()
     }
 
-    /// The client opened a listen stream (`parts`: each server's listen request): the
-    /// acknowledgement the router sends at once, echoing what the client asked for (the
-    /// router relays every server's changes, and its own).
-    pub fn start_listen(&mut self, client: &Message, parts: Vec<(UpstreamId, Id)>) -> Bytes {
-        let id = id_of(client);
-        let asked = rewrite::find(client.raw(), &["params", "notifications"])
-            .map_or(&b"{}"[..], |s| &client.raw()[s]);
-        let mut out = br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":"#.to_vec();
-        out.extend_from_slice(asked);
-        out.extend_from_slice(
-            format!(r#","_meta":{{"{SUBSCRIPTION_ID}":{}}}}}}}"#, id.as_json()).as_bytes(),
-        );
-        self.listen = Some(Listen { id, parts });
-        Bytes::from(out)
-    }
-
-    /// The client ended listen stream `id`.
-    pub fn end_listen(&mut self, id: &Id) -> bool {
-        if self.listen.as_ref().is_some_and(|l| l.id == *id) {
-            self.listen = None;
-            return true;
-        }
-        false
-    }
-
-    /// A change notification the client should get on its listen stream (2026-07-28),
-    /// or `None` when it has none open.
-    fn on_listen(&self, method: &str) -> Option<Bytes> {
-        let l = self.listen.as_ref()?;
-        Some(Bytes::from(format!(
-            r#"{{"jsonrpc":"2.0","method":"{method}","params":{{"_meta":{{"{SUBSCRIPTION_ID}":{}}}}}}}"#,
-            l.id.as_json()
-        )))
-    }
-
     /// A server's notification as the client should see it (`None`: not at all): log
     /// messages name their server in `logger`; frames of a server's listen stream carry
     /// the client's subscription id; a server's own acknowledgement is the router's to
@@ -884,41 +536,6 @@ impl Aggregate {
             return msg;
         };
         respliced(&msg, span, &uri::disambiguate(&s.setup.prefix, &uri)).unwrap_or(msg)
-    }
-
-    fn stateless_frame(&self, up: UpstreamId, msg: Message) -> Option<Message> {
-        let method = msg.method().unwrap_or("");
-        let sub = rewrite::find(msg.raw(), &["params", "_meta", SUBSCRIPTION_ID]);
-        let Some(span) = sub else {
-            // Outside any listen stream: a change is relayed on the client's stream; a
-            // log or progress notification belongs to a request and passes.
-            if method.ends_with("/list_changed") {
-                let b = self.on_listen(method)?;
-                return Message::parse(b).ok();
-            }
-            return Some(if method == "notifications/message" {
-                self.relabel(up, msg)
-            } else {
-                msg
-            });
-        };
-        let l = self.listen.as_ref()?;
-        let theirs = std::str::from_utf8(&msg.raw()[span.clone()]).ok()?;
-        if !l
-            .parts
-            .iter()
-            .any(|(u, id)| *u == up && id.as_json() == theirs)
-        {
-            return None;
-        }
-        if method == "notifications/subscriptions/acknowledged" {
-            return None;
-        }
-        Message::parse(Bytes::from(rewrite::splice(
-            msg.raw(),
-            &[(span, l.id.as_json().as_bytes())],
-        )))
-        .ok()
     }
 
     fn relabel(&self, up: UpstreamId, msg: Message) -> Message {
