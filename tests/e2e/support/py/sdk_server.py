@@ -2,7 +2,11 @@
 
 Used by the interop tests as a real, independently written server. It offers tools (echo,
 add, slow with progress, chatty with log messages, ask_name with elicitation, crash),
-a static resource, a resource template and a prompt. Outputs are deterministic.
+wait_cancel that records its own cancellation), a static resource, a resource template and
+a prompt. Outputs are deterministic.
+
+Env: SDK_CANCEL_LOG names a file to which `wait_cancel` appends its tag (one line) when its
+call is cancelled, so a test can see which server a cancellation reached.
 
 Run: python sdk_server.py --transport stdio
      python sdk_server.py --transport streamable-http --port 8000 [--json-response] [--stateless]
@@ -87,6 +91,20 @@ async def interrupted(ctx: Context) -> str:
 def crash() -> str:
     """Kills the server process mid-request."""
     os._exit(3)
+
+
+@server.tool()
+async def wait_cancel(tag: str, seconds: float = 20.0) -> str:
+    """Sleeps up to `seconds`; when the call is cancelled, appends `tag` to $SDK_CANCEL_LOG."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        log = os.environ.get("SDK_CANCEL_LOG")
+        if log:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(tag + "\n")
+        raise
+    return f"{tag} not cancelled"
 
 
 @server.resource("demo://static", mime_type="text/plain")
