@@ -65,6 +65,13 @@ async def chatty(ctx: Context) -> str:
 
 
 @server.tool()
+async def log_as(logger: str, text: str, ctx: Context) -> str:
+    """Emits one info log message under the logger name `logger`."""
+    await ctx.log("info", text, logger_name=logger)
+    return "logged"
+
+
+@server.tool()
 def ask_name(name: Annotated[Name, Resolve(ask_for_name)]) -> str:
     """Asks the client for a name (elicitation), then greets it."""
     return f"Hello, {name.name}!"
@@ -94,8 +101,10 @@ def crash() -> str:
 
 
 @server.tool()
-async def wait_cancel(tag: str, seconds: float = 20.0) -> str:
-    """Sleeps up to `seconds`; when the call is cancelled, appends `tag` to $SDK_CANCEL_LOG."""
+async def wait_cancel(tag: str, ctx: Context, seconds: float = 20.0) -> str:
+    """Reports progress 0 (when asked for progress: it is waiting now), sleeps up to
+    `seconds`; when the call is cancelled, appends `tag` to $SDK_CANCEL_LOG."""
+    await ctx.report_progress(0, None, f"{tag} waiting")
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
