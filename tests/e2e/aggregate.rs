@@ -731,6 +731,9 @@ fn filters_hide_exactly_what_they_say() {
     let py_prompts: Rule = (&[], &["*"]);
     let ev_tools: Rule = (&["echo", "get-*", "trigger-*"], &["trigger-sampling-*"]);
     let ev_prompts: Rule = (&["simple-prompt", "args-?rompt"], &[]);
+    // Resources and templates are matched by URI.
+    let py_resources: Rule = (&[], &[]);
+    let ev_resources: Rule = (&[], &["*/extension.md", "demo://resource/dynamic/blob/*"]);
     let rule = |(allow, deny): Rule| json!({"allow": allow, "deny": deny});
     let mut r = router_with(&[
         server(
@@ -741,14 +744,27 @@ fn filters_hide_exactly_what_they_say() {
         server(
             "everything",
             &everything,
-            json!({"prefix": "ev", "tools": rule(ev_tools), "prompts": rule(ev_prompts)}),
+            json!({"prefix": "ev", "tools": rule(ev_tools), "prompts": rule(ev_prompts),
+                   "resources": rule(ev_resources)}),
         ),
     ]);
     handshake(&mut r, "2025-11-25", "the router");
     let servers: [(&str, &[String]); 2] = [("py", &sdk), ("ev", &everything)];
-    for (i, (method, key, rules)) in [
-        ("tools/list", "tools", [py_tools, ev_tools]),
-        ("prompts/list", "prompts", [py_prompts, ev_prompts]),
+    for (i, (method, key, by, rules)) in [
+        ("tools/list", "tools", "name", [py_tools, ev_tools]),
+        ("prompts/list", "prompts", "name", [py_prompts, ev_prompts]),
+        (
+            "resources/list",
+            "resources",
+            "uri",
+            [py_resources, ev_resources],
+        ),
+        (
+            "resources/templates/list",
+            "resourceTemplates",
+            "uriTemplate",
+            [py_resources, ev_resources],
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -759,9 +775,14 @@ fn filters_hide_exactly_what_they_say() {
             direct_lists(&servers, method, key).into_iter().zip(rules)
         {
             for item in items {
-                let name = field(&item, "name");
+                let name = field(&item, by);
                 if allowed(allow, deny, &name) {
-                    want.insert(format!("{prefix}{SEP}{name}"));
+                    // Names are prefixed; URIs (none shared here) are not.
+                    want.insert(if by == "name" {
+                        format!("{prefix}{SEP}{name}")
+                    } else {
+                        name
+                    });
                 } else {
                     hidden += 1;
                 }
@@ -769,11 +790,11 @@ fn filters_hide_exactly_what_they_say() {
         }
         assert!(
             hidden > 0 && !want.is_empty(),
-            "precondition: the rules hide some, not all"
+            "precondition: {method}: the rules hide some, not all"
         );
         let got: BTreeSet<String> = list_raw(&mut r, 10 + 100 * i as i64, method, key)
             .iter()
-            .map(|t| field(t, "name"))
+            .map(|t| field(t, by))
             .collect();
         assert_eq!(got, want, "{method}: exactly what the filters let through");
     }
