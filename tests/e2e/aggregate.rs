@@ -126,23 +126,29 @@ struct Member {
 }
 
 /// Runs the scenarios of the Python SDK server over stdio (`py`), server-everything over
-/// stdio (`everything`) and the Python SDK server over Streamable HTTP (`web`), each through
-/// one aggregating router and directly, and compares them. Every problem is collected, so
-/// one failing mode reports all that differs.
-fn aggregated_scenarios(mode: &str) {
+/// stdio (`everything`, unless `!with_everything`) and the Python SDK server over Streamable
+/// HTTP (`web`), each through one aggregating router and directly, and compares them. Every
+/// problem is collected, so one failing mode reports all that differs.
+fn aggregated_scenarios(mode: &str, with_everything: bool) {
     let Some(p) = peers() else { return };
     let web = sdk_net_server(&p.py, "streamable-http", free_port(), &[]);
     let web_url = web.url("/mcp");
 
     // The direct baseline of each server. A 2026-07-28 client adopts that version without
     // asking; `auto` probes `server/discover`, which the router answers only when every
-    // server speaks 2026-07-28. server-everything speaks only the handshake era, so:
+    // server speaks 2026-07-28 (the Python servers do). server-everything speaks only the
+    // handshake era, so with it:
     // - auto: the router does not answer discover, the client falls back to `initialize`,
     //   and every server is seen in the handshake era (the Python servers' legacy runs);
     // - 2026-07-28: the Python servers as they answer a 2026-07-28 client; server-everything
     //   cannot be spoken to in 2026-07-28 at all (the SDK client refuses its replies), so its
     //   only baseline is its handshake-era run: what the router would have to bridge.
-    let sdk_mode = if mode == "auto" { "legacy" } else { mode };
+    // Without it, auto finds 2026-07-28 through the router as it does directly.
+    let sdk_mode = if mode == "auto" && with_everything {
+        "legacy"
+    } else {
+        mode
+    };
     let everything_mode = if mode == "2026-07-28" { "legacy" } else { mode };
     let run_direct = |peer: &str, mode: &str, args: Vec<String>, label: &str| {
         let doc = try_run_scenario(&p.py, mode, peer, &args, label)
@@ -151,7 +157,7 @@ fn aggregated_scenarios(mode: &str) {
         doc
     };
     let dash = |cmd: Vec<String>| [vec!["--".to_owned()], cmd].concat();
-    let members = [
+    let mut members = vec![
         Member {
             name: "py",
             peer: "sdk",
@@ -178,6 +184,9 @@ fn aggregated_scenarios(mode: &str) {
             ),
         },
     ];
+    if !with_everything {
+        members.remove(1);
+    }
 
     // URIs (and templates) listed by more than one server: the router lists those as
     // `mcp-router://<prefix>/<uri>`, the others unchanged.
@@ -201,14 +210,15 @@ fn aggregated_scenarios(mode: &str) {
         .collect();
 
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &[
-            server("py", &p.sdk(), json!({})),
-            server("everything", &p.everything(), json!({})),
-            json!({"name": "web", "url": web_url}),
-        ],
-    );
+    let mut servers = vec![
+        server("py", &p.sdk(), json!({})),
+        server("everything", &p.everything(), json!({})),
+        json!({"name": "web", "url": web_url}),
+    ];
+    if !with_everything {
+        servers.remove(1);
+    }
+    let config = write_config(dir.path(), &servers);
     let mut problems = Vec::new();
     for m in &members {
         let mut args: Vec<String> = vec!["--prefix".into(), m.name.into()];
@@ -257,27 +267,30 @@ fn compare_routed(
     problems: &mut Vec<String>,
 ) {
     let who = format!("{mode}/{}", m.name);
-    // The router's own handshake, as the SDK client saw it (a pinned 2026-07-28 client
-    // asks nothing, so there is nothing to see).
+    // The router's own handshake (or discover answer), as the SDK client saw it (a pinned
+    // 2026-07-28 client asks nothing, so there is nothing to see).
     if mode != "2026-07-28" {
         let hs = &routed["router"];
-        if hs["server_info"]["name"] != "mcp-router" {
+        // The version the client gets from the Python server alone in the era expected.
+        let version = &members[0].direct["protocol_version"];
+        let modern = version == "2026-07-28";
+        // A 2026-07-28 server need not name itself; if the router does, it is itself.
+        if hs["server_info"]["name"] != "mcp-router" && !(modern && hs["server_info"].is_null()) {
             problems.push(format!(
-                "{who}: the router must answer initialize itself (serverInfo.name \"mcp-router\"); got server_info {}",
+                "{who}: the router must answer {} itself (serverInfo.name \"mcp-router\"); got server_info {}",
+                if modern { "server/discover" } else { "initialize" },
                 hs["server_info"]
             ));
         }
-        // Every server accepts the client's version, so the router answers with it (the
-        // direct legacy runs show what each server answered).
-        let client_version = &members[0].direct["protocol_version"];
-        if &hs["protocol_version"] != client_version {
+        let with_everything = members.iter().any(|s| s.peer == "everything");
+        if &hs["protocol_version"] != version {
             problems.push(format!(
-                "{who}: the client (mode {mode}) and every server speak {client_version}; the router negotiated {}{}",
+                "{who}: the client (mode {mode}) and every server speak {version}; through the router it got {}{}",
                 hs["protocol_version"],
-                if mode == "auto" {
-                    " (server-everything speaks only the handshake era, so the router must not answer server/discover)"
-                } else {
-                    ""
+                match (mode, with_everything) {
+                    ("auto", true) => " (server-everything speaks only the handshake era, so the router must not answer server/discover as 2026-07-28)",
+                    ("auto", false) => " (every server speaks 2026-07-28, so the router answers server/discover)",
+                    _ => "",
                 }
             ));
         }
@@ -367,17 +380,24 @@ fn short(v: Option<&Value>) -> String {
 
 #[test]
 fn scenarios_legacy_mode() {
-    aggregated_scenarios("legacy");
+    aggregated_scenarios("legacy", true);
 }
 
 #[test]
 fn scenarios_auto_mode() {
-    aggregated_scenarios("auto");
+    aggregated_scenarios("auto", true);
 }
 
 #[test]
 fn scenarios_2026_mode() {
-    aggregated_scenarios("2026-07-28");
+    aggregated_scenarios("2026-07-28", true);
+}
+
+/// Only 2026-07-28 servers: the router answers `server/discover`, and an auto client
+/// speaks 2026-07-28 with every server, as it does with each alone.
+#[test]
+fn scenarios_auto_mode_every_server_2026() {
+    aggregated_scenarios("auto", false);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -563,6 +583,82 @@ fn initialize_is_answered_by_the_router_with_the_servers_merged() {
         );
         r.finish_ok();
     }
+}
+
+/// A 2026-07-28 `server/discover`, as the SDK client sends it.
+fn discover(r: &mut RouterProc, id: Value) -> Value {
+    r.request(
+        id,
+        "server/discover",
+        json!({"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }}),
+    )
+}
+
+#[test]
+fn server_discover_is_answered_when_every_server_speaks_2026() {
+    let Some(p) = peers() else { return };
+    // Alone, the Python server answers discover; server-everything does not know it.
+    let mut alone = direct(&p.sdk(), &[]);
+    let theirs = discover(&mut alone, json!(1));
+    let theirs = result(&theirs, "precondition: the Python server answers discover");
+    let py_instructions = theirs["instructions"].as_str().unwrap().to_owned();
+    let mut alone = direct(&p.everything(), &[]);
+    let v = discover(&mut alone, json!(1));
+    assert!(
+        v.get("error").is_some(),
+        "precondition: server-everything is of the handshake era: {v}"
+    );
+
+    let mut r = router_with(&[
+        server("py", &p.sdk(), json!({})),
+        server("py2", &p.sdk(), json!({"prefix": "alt"})),
+    ]);
+    let v = discover(&mut r, json!(1));
+    let res = result(&v, "server/discover with only 2026-07-28 servers");
+    assert!(
+        res["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| v.contains(&json!("2026-07-28"))),
+        "the router offers 2026-07-28: {v}"
+    );
+    for k in ["tools", "prompts", "resources"] {
+        assert_eq!(
+            res["capabilities"][k]["listChanged"], true,
+            "capabilities.{k}.listChanged: {v}"
+        );
+    }
+    let instructions = res["instructions"].as_str().unwrap_or_default();
+    for name in ["py", "py2"] {
+        assert!(
+            section_has(instructions, name, &py_instructions),
+            "a \"## {name}\" section: {v}"
+        );
+    }
+    if let Some(info) = res["_meta"].get("io.modelcontextprotocol/serverInfo") {
+        assert_eq!(info["name"], "mcp-router", "the router names itself: {v}");
+    }
+    r.finish_ok();
+
+    let mut r = router_with(&[
+        server("py", &p.sdk(), json!({})),
+        server("everything", &p.everything(), json!({})),
+    ]);
+    let v = discover(&mut r, json!(1));
+    let offers_2026 = v["result"]["supportedVersions"]
+        .as_array()
+        .is_some_and(|v| v.contains(&json!("2026-07-28")));
+    assert!(
+        !offers_2026,
+        "server-everything cannot speak 2026-07-28: the router must not offer it: {v}"
+    );
+    // The client falls back to the handshake, which works.
+    let res = handshake(&mut r, "2025-11-25", "the router after discover");
+    assert_eq!(res["serverInfo"]["name"], "mcp-router", "{res}");
+    r.finish_ok();
 }
 
 #[test]
