@@ -1,25 +1,31 @@
 //! # mcp-router
 //!
 //! A transparent, fast MCP router: an MCP client starts it as a stdio server, and it
-//! forwards every JSON-RPC message, as bytes, to the MCP server configured, and back.
+//! forwards every JSON-RPC message, as bytes, to the MCP server configured, and back;
+//! with several servers configured it is one MCP server standing for all of them.
 //!
 //! # Layout — the tree is the message path
 //!
 //! ```text
 //! main.rs            thin entry: parse the CLI, call cli::main, map errors to exit codes
 //! auth/              gateway credentials: mod.rs (Bearer | Mtls | OAuth2), oauth.rs (token cache)
-//! cli/               commands (run, version, config check); the only anyhow user
+//! cli/               commands (run, version, config check [--list-tools]); the only anyhow user
 //! config/            validated plain structs + load(file, env, flags); raw, env, validate, render
 //! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
 //! router/            the routing core, decides, never does I/O: mod.rs (Core: identities in,
 //!                    deliveries out), upstreams.rs (outbox per upstream), pending.rs,
 //!                    reverse.rs (server→client requests), session.rs, ids.rs, port.rs
-//!                    (an upstream's only handle), timer.rs
+//!                    (an upstream's only handle), timer.rs; aggregating.rs (fan-out
+//!                    parts settled through the pending table) and aggregate/ (several
+//!                    servers as one: mod.rs plans, ops.rs fan-out table, merge.rs the
+//!                    router's own answers, catalog.rs names/URIs shown and list merge,
+//!                    names.rs, cursor.rs, uri.rs)
 //! upstream/          spec.rs (config → upstreams, the one spawn), supervisor.rs (the one
 //!                    connect/replay/write/keepalive loop), connectors: stdio.rs, ws.rs,
 //!                    sse.rs, gateway/ (mcp-bridge WebSocket + TCP); http.rs; detect.rs
 //! wire/              bytes ↔ messages, no I/O: message.rs, id.rs, id_scan.rs,
 //!                    ndjson.rs, error.rs (the only place JSON-RPC errors are built),
+//!                    rewrite.rs (find / set / remove JSON members by splicing bytes),
 //!                    gateway/ (envelope, MCPB and legacy frame codecs)
 //! net/               tls.rs (the one rustls config builder), credentials.rs
 //! resilience/        pure state machines with injected time: backoff.rs

@@ -4,6 +4,7 @@
 //! errors, and here they become one message for the user, saying what to do next.
 
 mod config_check;
+mod list_tools;
 mod run;
 mod version;
 
@@ -75,7 +76,12 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate the configuration and print the effective settings (secrets masked).
-    Check,
+    Check {
+        /// Also start every server briefly and print the tool and prompt names the client
+        /// will see (prefixed when several servers are aggregated).
+        #[arg(long)]
+        list_tools: bool,
+    },
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -105,8 +111,8 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Some(Command::Config {
-            command: ConfigCommand::Check,
-        }) => config_check::run(&opts),
+            command: ConfigCommand::Check { list_tools },
+        }) => config_check::run(&opts, list_tools),
         Some(Command::Version) => Ok(0),
         None => {
             let loaded = config::load(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -15,15 +15,33 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::Loaded;
+use crate::config::{Config, Loaded};
 use crate::frontend::fd::{Input, Output};
 use crate::frontend::stdio::{read_client, write_client, ReaderEnd};
-use crate::router::{send_all, Core, Limits};
+use crate::router::{send_all, AggregateSetup, Core, Limits, ServerSetup};
 use crate::wire::{ErrorKind, RouterError};
 use crate::{router, shutdown, telemetry, upstream};
 
 /// Messages buffered for the client writer; bounded so a slow client slows its upstreams.
 const CHANNEL_DEPTH: usize = 256;
+
+/// What aggregation needs of each server, in upstream order.
+pub(super) fn aggregate_setup(_cfg: &Config, names: &[String]) -> AggregateSetup {
+    let servers = names
+        .iter()
+        .map(|name| ServerSetup {
+            name: name.clone(),
+            prefix: name.clone(),
+            tools: Default::default(),
+            prompts: Default::default(),
+            resources: Default::default(),
+        })
+        .collect();
+    AggregateSetup {
+        separator: "__".into(),
+        servers,
+    }
+}
 
 pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     let cfg = loaded.config;
@@ -52,6 +70,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
         let upstream_stop = CancellationToken::new();
         let timer_stop = CancellationToken::new();
         let names: Vec<String> = resolved.iter().map(|s| s.name.clone()).collect();
+        if names.len() > 1 {
+            core.aggregate(aggregate_setup(&cfg, &names));
+        }
         for spec in resolved {
             let port = core.port(core.add_upstream(&spec.name));
             upstream::spawn(spec, port, upstream_stop.clone(), &tracker).map_err(anyhow::Error::msg)?;

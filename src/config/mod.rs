@@ -7,6 +7,7 @@
 
 mod duration;
 mod env;
+mod filter;
 mod inert;
 mod load;
 mod raw;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use env::{EnvVar, Kind as EnvKind, ENV_VARS};
+pub use filter::ItemFilter;
 pub use load::{load, ConfigError, FlagOverrides, LoadOptions, Loaded};
 pub use raw::{RawAdvanced, RawAuth, RawDirect, RawGatewayPool, RawPool, RawRateLimit, RawTracing};
 pub use render::render_effective;

@@ -11,6 +11,8 @@
 //! another. Upstreams reach it only through their [`Port`]. Pass-through stays the fast
 //! path: with one session the wire id is the client's id and nothing is rewritten.
 
+pub mod aggregate;
+mod aggregating;
 pub mod ids;
 pub mod pending;
 mod port;
@@ -28,6 +30,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::wire::error::cancelled_notification;
 use crate::wire::id::splice;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
+pub use aggregate::{ServerSetup, Setup as AggregateSetup};
 use ids::Ids;
 use pending::{NewEntry, Pending, Stage};
 pub use port::{send_all, Conn, Port};
@@ -50,6 +53,9 @@ pub struct Limits {
     /// Requests waiting for an upstream that is down (the original's queue).
     pub max_queued_requests: usize,
 }
+
+/// How long a `subscriptions/listen` stream may stay open (it has no reply until it ends).
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Messages waiting for a live upstream's writer, at most (beyond, it is not reading).
 pub const LIVE_OUTBOX: usize = 4096;
@@ -85,6 +91,8 @@ struct State {
     pending: Pending,
     reverse: Reverse,
     shutting_down: bool,
+    /// Set when several servers are aggregated; `None` keeps the router byte-transparent.
+    agg: Option<aggregate::Aggregate>,
 }
 
 /// The routing core. Cheap to lock; never locked across an await.
@@ -99,7 +107,7 @@ pub struct Core {
     pub idle: Notify,
 }
 
-fn in_use(id: &Id) -> RouterError {
+pub(super) fn in_use(id: &Id) -> RouterError {
     RouterError::new(
         ErrorKind::InvalidRequest,
         format!("request id {id} is already in use by a request still in flight"),
@@ -117,6 +125,7 @@ impl Core {
                 pending: Pending::default(),
                 reverse: Reverse::default(),
                 shutting_down: false,
+                agg: None,
             }),
             deadline_changed: Notify::new(),
             idle: Notify::new(),
@@ -144,6 +153,21 @@ impl Core {
             (u.name.clone(), u.wake.clone())
         };
         Port::new(self.clone(), up, name, wake)
+    }
+
+    /// Several servers behind this router: it answers as one server (see `aggregate`).
+    /// Call after adding the upstreams, in the same order as `setup.servers`.
+    pub fn aggregate(&self, setup: AggregateSetup) {
+        self.lock().agg = Some(aggregate::Aggregate::new(setup));
+    }
+
+    /// Name collisions aggregation resolved so far (for `config check --list-tools`).
+    pub fn name_collisions(&self) -> Vec<String> {
+        self.lock()
+            .agg
+            .as_ref()
+            .map(|a| a.collisions().to_vec())
+            .unwrap_or_default()
     }
 
     /// A client session whose bytes go to `tx`. Upstreams without one send their
@@ -181,6 +205,9 @@ impl Core {
         let mut st = self.lock();
         if st.upstreams.is_empty() {
             return ClientDecision::Drop;
+        }
+        if st.agg.is_some() {
+            return self.agg_client(&mut st, session, msg, now);
         }
         let up = Self::route(&st, &msg);
         self.client_message(&mut st, session, up, msg, now)
@@ -462,13 +489,19 @@ impl Core {
         method: Option<Box<str>>,
         now: Instant,
     ) {
+        // A listen stream (2026-07-28) is answered only when it ends: no request timeout.
+        let method_is_listen = method.as_deref() == Some("subscriptions/listen");
         let earliest = st.pending.insert(NewEntry {
             key,
             session,
             client_id,
             method,
             now,
-            timeout: self.limits.request_timeout,
+            timeout: if method_is_listen {
+                LISTEN_TIMEOUT
+            } else {
+                self.limits.request_timeout
+            },
         });
         if earliest {
             self.deadline_changed.notify_one();
@@ -520,11 +553,18 @@ impl Core {
                 } else {
                     msg.with_id(&entry.client_id).into_raw()
                 };
-                Self::delivery(&st, entry.session, bytes)
+                let bytes = match st.agg.as_ref() {
+                    Some(agg) => agg.reply_for_client(up, entry.method.as_deref(), bytes),
+                    None => bytes,
+                };
+                self.settle(&mut st, &key, entry.session, bytes, false)
             }
             Kind::Batch => self.upstream_batch(&mut st, up, gen, msg),
             Kind::Request => {
                 let session = st.upstreams[up.0 as usize].owner?;
+                if Self::agg_refuse_server_request(&mut st, up, gen, &msg) {
+                    return None;
+                }
                 let server_id = msg.id().cloned()?;
                 let origin = Origin {
                     upstream: up,
@@ -542,6 +582,7 @@ impl Core {
             }
             Kind::Notification => {
                 let session = st.upstreams[up.0 as usize].owner?;
+                let msg = Self::agg_from_server(&st, up, msg)?;
                 Self::delivery(&st, session, msg.into_raw())
             }
         }
@@ -629,7 +670,11 @@ impl Core {
         let u = &mut st.upstreams[up.0 as usize];
         u.link = Link::Up;
         u.wake.notify_one();
-        u.gen
+        let gen = u.gen;
+        for d in self.agg_changed(&mut st, up, true, Instant::now()) {
+            aggregating::notify_now(Some(d));
+        }
+        gen
     }
 
     /// Connection `gen` of `up` hands back messages it took but could not send (the
@@ -697,11 +742,15 @@ impl Core {
             .pending
             .take_where(|k, e| k.0 == up && e.stage == Stage::Sent { gen });
         self.notify_if_idle(&st);
-        lost.into_iter()
-            .filter_map(|(_, e)| {
-                Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+        let mut out: Vec<Delivery> = lost
+            .into_iter()
+            .filter_map(|(k, e)| {
+                let bytes = reason.to_response(Some(&e.client_id));
+                self.settle(&mut st, &k, e.session, bytes, true)
             })
-            .collect()
+            .collect();
+        out.extend(self.agg_changed(&mut st, up, false, Instant::now()));
+        out
     }
 
     /// Upstream `up` cannot be reached and will not be retried: fail everything waiting
@@ -714,13 +763,18 @@ impl Core {
         st.reverse.forget(up, None);
         st.pending.forget_abandoned(up, None);
         let all = st.pending.take_where(|k, _| k.0 == up);
-        let out = all
+        let mut out: Vec<Delivery> = all
             .into_iter()
-            .filter_map(|(_, e)| {
-                Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+            .filter_map(|(k, e)| {
+                let bytes = reason.to_response(Some(&e.client_id));
+                self.settle(&mut st, &k, e.session, bytes, true)
             })
             .collect();
+        let was_up = !matches!(st.upstreams[up.0 as usize].link, Link::Failed(_));
         st.upstreams[up.0 as usize].link = Link::Failed(reason);
+        if was_up {
+            out.extend(self.agg_changed(&mut st, up, false, Instant::now()));
+        }
         self.notify_if_idle(&st);
         out
     }
@@ -733,9 +787,16 @@ impl Core {
         reason: &RouterError,
     ) -> Option<Delivery> {
         let mut st = self.lock();
-        let e = st.pending.remove(&(up, wire_id.clone()))?;
+        let key = (up, wire_id.clone());
+        let e = st.pending.remove(&key)?;
         self.notify_if_idle(&st);
-        Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+        self.settle(
+            &mut st,
+            &key,
+            e.session,
+            reason.to_response(Some(&e.client_id)),
+            true,
+        )
     }
 
     /// Upstream `up` sent a message too large to forward; answer the request it answered.
@@ -801,17 +862,24 @@ impl Core {
             tracing::warn!(upstream = %u.name, id = %entry.client_id, method = ?entry.method, "{text}");
             let reply =
                 RouterError::new(ErrorKind::Timeout, text).to_response(Some(&entry.client_id));
-            out.extend(Self::delivery(&st, entry.session, reply));
+            let key = (up, wire);
+            out.extend(self.settle(&mut st, &key, entry.session, reply, true));
             if let Some(gen) = late {
-                st.pending.abandon((up, wire), gen);
+                st.pending.abandon(key, gen);
             }
         }
+        self.agg_due(&mut st, now, &mut out);
         self.notify_if_idle(&st);
         out
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.lock().pending.next_deadline()
+        let st = self.lock();
+        let ops = st.agg.as_ref().and_then(|a| a.ops.next_deadline());
+        match (st.pending.next_deadline(), ops) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The handshake to replay on a fresh connection of `up`, if one succeeded on it.
@@ -852,8 +920,9 @@ impl Core {
         let all = st.pending.take_where(|_, _| true);
         let out = all
             .into_iter()
-            .filter_map(|(_, e)| {
-                Self::delivery(&st, e.session, reason.to_response(Some(&e.client_id)))
+            .filter_map(|(k, e)| {
+                let bytes = reason.to_response(Some(&e.client_id));
+                self.settle(&mut st, &k, e.session, bytes, true)
             })
             .collect();
         self.notify_if_idle(&st);
@@ -868,7 +937,7 @@ impl Core {
 }
 
 /// A JSON array of error responses, one per (error, id).
-fn error_batch<'a>(parts: impl Iterator<Item = (&'a RouterError, &'a Id)>) -> Bytes {
+pub(super) fn error_batch<'a>(parts: impl Iterator<Item = (&'a RouterError, &'a Id)>) -> Bytes {
     let mut out = Vec::with_capacity(128);
     out.push(b'[');
     for (i, (err, id)) in parts.enumerate() {
@@ -926,6 +995,8 @@ fn cancelled_request(raw: &Bytes) -> Option<(Id, (usize, usize))> {
     }
 }
 
+#[cfg(test)]
+mod aggregate_tests;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]

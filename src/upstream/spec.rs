@@ -79,11 +79,7 @@ pub fn from_config(cfg: &Config) -> Result<Vec<Spec>, String> {
         // The original's default: with a gateway and no servers, everything goes there.
         [] if cfg.gateway.is_some() => vec![gateway_server()],
         [] => return Err("nothing to route to: no servers and no gateway are configured.\n  Run one stdio server with `mcp-router -- <command> [args…]`,\n  use a gateway with `mcp-router --gateway wss://gateway.example.com`,\n  or list servers under `servers:` in the config file (see `mcp-router config check`).".into()),
-        [_] => cfg.servers.clone(),
-        [_, ..] => return Err(format!(
-            "{} servers are configured, but this build routes to one server only (several servers behind one router are not supported yet); keep one entry under `servers:`",
-            cfg.servers.len()
-        )),
+        _ => cfg.servers.clone(),
     };
     servers.iter().map(|s| spec(s, cfg)).collect()
 }

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     TooLarge,
     ShuttingDown,
     Unsupported,
+    /// The router answers this method itself and does not know it (aggregation).
+    MethodNotFound,
+    /// The request names something no server has (aggregation: an unknown tool, URI, cursor).
+    InvalidParams,
 }
 
 impl ErrorKind {
@@ -38,6 +42,8 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::MethodNotFound => "method_not_found",
+            ErrorKind::InvalidParams => "invalid_params",
         }
     }
 
@@ -46,6 +52,8 @@ impl ErrorKind {
         match self {
             ErrorKind::Parse => -32700,
             ErrorKind::InvalidRequest => -32600,
+            ErrorKind::MethodNotFound => -32601,
+            ErrorKind::InvalidParams => -32602,
             _ => -32603,
         }
     }

@@ -1,0 +1,918 @@
+//! Several servers behind one router: the router is one MCP server to its client.
+//!
+//! Owns what aggregation decides: which server a client message is for (by the prefixed
+//! tool or prompt name, by resource URI), which client requests the router answers itself
+//! (`ping`) or from every server's answers (`initialize`, `server/discover`, lists,
+//! `logging/setLevel`), how those answers are merged, and what a server's coming and going
+//! tells the client (`notifications/*/list_changed`). The core calls [`Aggregate::plan`]
+//! under its lock and performs the plan with its own machinery (pending table, outboxes,
+//! reverse table), so timeouts, lost connections and shutdown settle aggregated requests
+//! exactly like any other. With one server none of this runs: the router stays
+//! byte-transparent. No I/O here.
+
+pub mod catalog;
+pub mod cursor;
+pub mod merge;
+pub mod names;
+pub mod ops;
+pub mod uri;
+
+use bytes::Bytes;
+
+use super::session::Era;
+use super::UpstreamId;
+use crate::config::ItemFilter;
+use crate::wire::{rewrite, ErrorKind, Id, Message, RouterError};
+use catalog::{Catalog, Page};
+use merge::ServerInfo;
+pub use ops::{ListKind, OpKind, Ops, Part, Ready};
+
+/// One server as aggregation sees it (from its configuration).
+#[derive(Debug, Clone)]
+pub struct ServerSetup {
+    pub name: String,
+    pub prefix: String,
+    pub tools: ItemFilter,
+    pub prompts: ItemFilter,
+    pub resources: ItemFilter,
+}
+
+/// Aggregation's configuration: the servers in upstream order.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub separator: String,
+    pub servers: Vec<ServerSetup>,
+}
+
+/// Whether a server can take a message now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Avail {
+    Up,
+    Down,
+    Failed,
+}
+
+/// What to do with a client message.
+#[derive(Debug)]
+pub enum Plan {
+    /// Answer the client now; nothing goes to a server.
+    Reply(Bytes),
+    /// To one server (rewritten where it named a prefixed tool, prompt or URI).
+    Forward(UpstreamId, Message),
+    /// To several servers, one merged answer.
+    FanOut(OpKind, Vec<(UpstreamId, Message)>),
+    /// A notification for each of these servers.
+    Broadcast(Vec<UpstreamId>),
+}
+
+#[derive(Debug)]
+struct Server {
+    setup: ServerSetup,
+    /// What it said in its `initialize` (or `server/discover`) answer.
+    info: Option<ServerInfo>,
+    /// The era the router speaks to it: `Stateless` once it answered `server/discover`,
+    /// `Handshake` once it was initialized (by the client, or by the router for a
+    /// 2026-07-28 client when it does not speak that version).
+    era: Option<Era>,
+}
+
+/// What a late part still means.
+#[derive(Debug, Default)]
+pub struct LateEffects {
+    /// Send this server the client's `notifications/initialized`.
+    pub initialized: Option<Message>,
+    /// Notifications for the client.
+    pub to_client: Vec<Bytes>,
+}
+
+/// Aggregation's state, inside the core.
+#[derive(Debug)]
+pub struct Aggregate {
+    sep: String,
+    servers: Vec<Server>,
+    catalog: Catalog,
+    pub ops: Ops,
+    /// The client's `initialize`, as it sent it (servers that come later get it too).
+    hello: Option<Message>,
+    /// The client's `notifications/initialized`.
+    initialized: Option<Message>,
+    /// The era the client speaks.
+    client_era: Era,
+    /// The `_meta` of the 2026-07-28 client's first request (its capabilities and
+    /// identity, for the `initialize` the router sends a handshake-era server for it).
+    client_meta: Option<Vec<u8>>,
+    /// Whether servers were asked their era for a 2026-07-28 client.
+    probed: bool,
+    /// `server/discover` probes to queue before the message just planned.
+    probe: Vec<(UpstreamId, Message)>,
+    /// The client's open `subscriptions/listen` stream, if any.
+    listen: Option<Listen>,
+    /// Name collisions resolved so far, as reported in the log (for `config check`).
+    collisions: Vec<String>,
+    /// Servers the router just initialized for a 2026-07-28 client: they are owed
+    /// `notifications/initialized`.
+    bridged: Vec<UpstreamId>,
+}
+
+/// One `subscriptions/listen` stream made of every server's.
+#[derive(Debug)]
+struct Listen {
+    /// The client's listen request id: every frame carries it as its subscription id.
+    id: Id,
+    /// Each server's listen request (its wire id is that server's subscription id).
+    parts: Vec<(UpstreamId, Id)>,
+}
+
+const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+const VERSION_KEY: &[&str] = &["params", "_meta", "io.modelcontextprotocol/protocolVersion"];
+
+fn id_of(msg: &Message) -> Id {
+    msg.id()
+        .cloned()
+        .unwrap_or_else(|| Id::from_raw_json("null"))
+}
+
+fn error(kind: ErrorKind, id: &Id, text: String) -> Plan {
+    Plan::Reply(RouterError::new(kind, text).to_response(Some(id)))
+}
+
+/// The string at `path` in `raw`, with its span.
+fn string_field(raw: &[u8], path: &[&str]) -> Option<(rewrite::Span, String)> {
+    let span = rewrite::find(raw, path)?;
+    let text = rewrite::string_at(raw, span.clone())?.into_owned();
+    Some((span, text))
+}
+
+/// The `notifications/initialized` the router sends a server it initialized itself.
+fn bridge_initialized() -> Message {
+    Message::parse(Bytes::from_static(
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    ))
+    .expect("a constant message parses")
+}
+
+/// `msg` with the string at `span` replaced by `text`.
+fn respliced(msg: &Message, span: rewrite::Span, text: &str) -> Option<Message> {
+    let q = rewrite::quote(text);
+    Message::parse(Bytes::from(rewrite::splice(
+        msg.raw(),
+        &[(span, q.as_bytes())],
+    )))
+    .ok()
+}
+
+impl Aggregate {
+    pub fn new(setup: Setup) -> Self {
+        Self {
+            sep: setup.separator,
+            servers: setup
+                .servers
+                .into_iter()
+                .map(|setup| Server {
+                    setup,
+                    info: None,
+                    era: None,
+                })
+                .collect(),
+            catalog: Catalog::default(),
+            ops: Ops::default(),
+            hello: None,
+            initialized: None,
+            client_era: Era::Unknown,
+            client_meta: None,
+            probed: false,
+            probe: Vec::new(),
+            listen: None,
+            collisions: Vec::new(),
+            bridged: Vec::new(),
+        }
+    }
+
+    /// Servers owed a `notifications/initialized` (see [`Aggregate::bridge_initialize`]),
+    /// with the message to send them.
+    pub fn take_bridged(&mut self) -> Vec<(UpstreamId, Message)> {
+        std::mem::take(&mut self.bridged)
+            .into_iter()
+            .map(|u| (u, bridge_initialized()))
+            .collect()
+    }
+
+    /// Every name collision resolved so far, one line each.
+    pub fn collisions(&self) -> &[String] {
+        &self.collisions
+    }
+
+    /// `server/discover` probes the last plan needs sent first (to servers whose era is
+    /// not known yet, for a 2026-07-28 client).
+    pub fn take_probe(&mut self) -> Vec<(UpstreamId, Message)> {
+        std::mem::take(&mut self.probe)
+    }
+
+    /// Learns the client's era from a request; for a 2026-07-28 client that did not send
+    /// `server/discover`, plans a probe of every server.
+    fn observe_client(
+        &mut self,
+        msg: &Message,
+        method: &str,
+        usable: impl Fn(&UpstreamId) -> bool,
+    ) {
+        if method == "initialize" {
+            self.client_era = Era::Handshake;
+            return;
+        }
+        if self.client_era == Era::Unknown {
+            if rewrite::find(msg.raw(), VERSION_KEY).is_none() {
+                return;
+            }
+            self.client_era = Era::Stateless;
+            self.client_meta =
+                rewrite::find(msg.raw(), &["params", "_meta"]).map(|s| msg.raw()[s].to_vec());
+        }
+        if self.client_era != Era::Stateless || self.probed {
+            return;
+        }
+        self.probed = true;
+        if method == "server/discover" {
+            return;
+        }
+        let unknown: Vec<UpstreamId> = self
+            .ids()
+            .filter(|u| usable(u) && self.servers[u.0 as usize].era.is_none())
+            .collect();
+        if let Some(discover) = self.discover_message() {
+            self.probe = unknown.into_iter().map(|u| (u, discover.clone())).collect();
+        }
+    }
+
+    /// A `server/discover` carrying the client's `_meta`.
+    fn discover_message(&self) -> Option<Message> {
+        let meta = self.client_meta.as_deref().unwrap_or(b"{}");
+        let mut raw =
+            br#"{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":"#.to_vec();
+        raw.extend_from_slice(meta);
+        raw.extend_from_slice(b"}}");
+        Message::parse(Bytes::from(raw)).ok()
+    }
+
+    /// The `initialize` the router sends a handshake-era server on behalf of a
+    /// 2026-07-28 client: the client's capabilities and identity from its `_meta`.
+    pub fn bridge_initialize(&self) -> Option<Message> {
+        let meta = self.client_meta.as_deref().unwrap_or(b"{}");
+        let caps = rewrite::find(meta, &["io.modelcontextprotocol/clientCapabilities"])
+            .map_or(&b"{}"[..], |s| &meta[s]);
+        let info =
+            rewrite::find(meta, &["io.modelcontextprotocol/clientInfo"]).map(|s| meta[s].to_vec());
+        let info = info.unwrap_or_else(|| merge::router_info().to_string().into_bytes());
+        let mut raw = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":"#.to_vec();
+        raw.extend_from_slice(caps);
+        raw.extend_from_slice(br#","clientInfo":"#);
+        raw.extend_from_slice(&info);
+        raw.extend_from_slice(b"}}");
+        Message::parse(Bytes::from(raw)).ok()
+    }
+
+    /// Whether a fan-out part of `kind` that ended in a JSON-RPC error means the server
+    /// speaks only the handshake era (the router then initializes it for the client).
+    pub fn bridges(&self, kind: OpKind) -> bool {
+        self.client_era == Era::Stateless && matches!(kind, OpKind::Discover | OpKind::Probe)
+    }
+
+    /// `msg` as server `up` must see it: for a handshake-era server behind a 2026-07-28
+    /// client, without the 2026 keys of `_meta` (such a server may refuse them).
+    fn for_server(&self, up: UpstreamId, msg: Message) -> Message {
+        let bridged = self.client_era == Era::Stateless
+            && self.servers.get(up.0 as usize).and_then(|s| s.era) == Some(Era::Handshake);
+        if !bridged {
+            return msg;
+        }
+        rewrite::remove_members(msg.raw(), &["params", "_meta"], |k| {
+            k.starts_with("io.modelcontextprotocol/")
+        })
+        .and_then(|b| Message::parse(Bytes::from(b)).ok())
+        .unwrap_or(msg)
+    }
+
+    /// A reply from server `up` as the client must see it: a handshake-era server behind
+    /// a 2026-07-28 client does not write what that era requires of results
+    /// (`resultType`, and `ttlMs` / `cacheScope` on cacheable ones); the router adds them.
+    pub fn reply_for_client(&self, up: UpstreamId, method: Option<&str>, bytes: Bytes) -> Bytes {
+        let bridged = self.client_era == Era::Stateless
+            && self.servers.get(up.0 as usize).and_then(|s| s.era) == Some(Era::Handshake);
+        if !bridged || rewrite::find(&bytes, &["result"]).is_none() {
+            return bytes;
+        }
+        let mut out = bytes.to_vec();
+        let mut add = vec![("resultType", &b"\"complete\""[..])];
+        if matches!(
+            method,
+            Some(
+                "resources/read"
+                    | "resources/list"
+                    | "resources/templates/list"
+                    | "tools/list"
+                    | "prompts/list"
+            )
+        ) {
+            add.push(("ttlMs", b"0"));
+            add.push(("cacheScope", b"\"private\""));
+        }
+        for (key, value) in add {
+            if rewrite::find(&out, &["result", key]).is_none() {
+                if let Some(b) = rewrite::set_member(&out, &["result"], key, value) {
+                    out = b;
+                }
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// A request from server `up` that the client cannot take (a 2026-07-28 client takes
+    /// no server requests): the answer to send that server instead.
+    pub fn refuse_server_request(&self, up: UpstreamId, msg: &Message) -> Option<Bytes> {
+        if self.client_era != Era::Stateless {
+            return None;
+        }
+        let id = msg.id()?;
+        if msg.method() == Some("ping") {
+            return Some(merge::result(id, b"{}"));
+        }
+        tracing::warn!(upstream = %self.name(up), method = ?msg.method(), "a server request the 2026-07-28 client cannot take; refused");
+        Some(
+            RouterError::new(
+                ErrorKind::MethodNotFound,
+                "the client speaks MCP 2026-07-28, which has no server-to-client requests",
+            )
+            .to_response(Some(id)),
+        )
+    }
+
+    pub fn name(&self, up: UpstreamId) -> &str {
+        self.servers
+            .get(up.0 as usize)
+            .map_or("?", |s| s.setup.name.as_str())
+    }
+
+    fn prefixes(&self) -> Vec<&str> {
+        self.servers
+            .iter()
+            .map(|s| s.setup.prefix.as_str())
+            .collect()
+    }
+
+    fn ids(&self) -> impl Iterator<Item = UpstreamId> + '_ {
+        (0..self.servers.len() as u32).map(UpstreamId)
+    }
+
+    /// Where a client request or notification goes. `avail[i]` is server i's state.
+    pub fn plan(&mut self, msg: &Message, avail: &[Avail]) -> Plan {
+        let usable = |up: &UpstreamId| {
+            avail
+                .get(up.0 as usize)
+                .is_some_and(|a| *a != Avail::Failed)
+        };
+        let Some(method) = msg.method() else {
+            return Plan::Broadcast(Vec::new());
+        };
+        if msg.id().is_none() {
+            return match method {
+                "notifications/initialized" => {
+                    self.initialized = Some(msg.clone());
+                    Plan::Broadcast(self.initialized_servers())
+                }
+                _ => Plan::Broadcast(self.ids().filter(usable).collect()),
+            };
+        }
+        let id = id_of(msg);
+        self.observe_client(msg, method, usable);
+        let plan = self.plan_request(msg, method, &id, avail);
+        match plan {
+            Plan::Forward(up, m) => Plan::Forward(up, self.for_server(up, m)),
+            Plan::FanOut(kind, parts) => Plan::FanOut(
+                kind,
+                parts
+                    .into_iter()
+                    .map(|(up, m)| (up, self.for_server(up, m)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    fn plan_request(&mut self, msg: &Message, method: &str, id: &Id, avail: &[Avail]) -> Plan {
+        let usable = |up: &UpstreamId| {
+            avail
+                .get(up.0 as usize)
+                .is_some_and(|a| *a != Avail::Failed)
+        };
+        let id = id.clone();
+        match method {
+            "ping" => Plan::Reply(merge::result(&id, b"{}")),
+            "initialize" => {
+                self.hello = Some(msg.clone());
+                self.initialized = None;
+                for s in &mut self.servers {
+                    s.info = None;
+                    s.era = None;
+                }
+                let to = self.ids().filter(usable).map(|u| (u, msg.clone())).collect();
+                Plan::FanOut(OpKind::Initialize, to)
+            }
+            "server/discover" => {
+                let to = self.ids().filter(usable).map(|u| (u, msg.clone())).collect();
+                Plan::FanOut(OpKind::Discover, to)
+            }
+            "logging/setLevel" => {
+                let to = self
+                    .ids()
+                    .filter(usable)
+                    .filter(|u| self.info(*u).is_some_and(|i| i.has("logging")))
+                    .map(|u| (u, msg.clone()))
+                    .collect();
+                Plan::FanOut(OpKind::SetLevel, to)
+            }
+            "subscriptions/listen" => {
+                let to = self
+                    .ids()
+                    .filter(usable)
+                    .filter(|u| self.servers[u.0 as usize].era != Some(Era::Handshake))
+                    .map(|u| (u, msg.clone()))
+                    .collect();
+                Plan::FanOut(OpKind::Listen, to)
+            }
+            "tools/call" => self.by_name(ListKind::Tools, msg, &id, &["params", "name"]),
+            "prompts/get" => self.by_name(ListKind::Prompts, msg, &id, &["params", "name"]),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                self.by_uri(msg, &id, &["params", "uri"])
+            }
+            "completion/complete" => match string_field(msg.raw(), &["params", "ref", "type"]) {
+                Some((_, t)) if t == "ref/prompt" => {
+                    self.by_name(ListKind::Prompts, msg, &id, &["params", "ref", "name"])
+                }
+                Some((_, t)) if t == "ref/resource" => {
+                    self.by_uri(msg, &id, &["params", "ref", "uri"])
+                }
+                _ => error(
+                    ErrorKind::InvalidParams,
+                    &id,
+                    "completion/complete: params.ref must name a prompt (ref/prompt) or a resource (ref/resource)".into(),
+                ),
+            },
+            m => match ListKind::from_method(m) {
+                Some(kind) => self.list(kind, msg, &id, avail),
+                None => error(
+                    ErrorKind::MethodNotFound,
+                    &id,
+                    format!("method '{m}' is not routed when several servers are aggregated: it names no tool, prompt or resource"),
+                ),
+            },
+        }
+    }
+
+    fn info(&self, up: UpstreamId) -> Option<&ServerInfo> {
+        self.servers.get(up.0 as usize)?.info.as_ref()
+    }
+
+    fn initialized_servers(&self) -> Vec<UpstreamId> {
+        self.ids().filter(|u| self.info(*u).is_some()).collect()
+    }
+
+    fn by_name(&self, kind: ListKind, msg: &Message, id: &Id, path: &[&str]) -> Plan {
+        let what = if kind == ListKind::Tools {
+            "tool"
+        } else {
+            "prompt"
+        };
+        let Some((span, shown)) = string_field(msg.raw(), path) else {
+            return error(
+                ErrorKind::InvalidParams,
+                id,
+                format!(
+                    "{}: {} is missing",
+                    msg.method().unwrap_or(""),
+                    path.join(".")
+                ),
+            );
+        };
+        let Some((server, original)) =
+            self.catalog
+                .resolve_name(kind, &shown, &self.sep, &self.prefixes())
+        else {
+            return error(
+                ErrorKind::InvalidParams,
+                id,
+                format!("unknown {what} '{shown}': no server behind this router has it (names are <server prefix>{}<name>; list them again)", self.sep),
+            );
+        };
+        let s = &self.servers[server];
+        let filter = if kind == ListKind::Tools {
+            &s.setup.tools
+        } else {
+            &s.setup.prompts
+        };
+        if !filter.allows(&original) {
+            return error(
+                ErrorKind::InvalidParams,
+                id,
+                format!(
+                    "{what} '{shown}' is hidden by the configuration of server '{}'",
+                    s.setup.name
+                ),
+            );
+        }
+        match respliced(msg, span, &original) {
+            Some(m) => Plan::Forward(UpstreamId(server as u32), m),
+            None => error(
+                ErrorKind::InvalidRequest,
+                id,
+                "the request could not be rewritten".into(),
+            ),
+        }
+    }
+
+    fn by_uri(&self, msg: &Message, id: &Id, path: &[&str]) -> Plan {
+        let Some((span, shown)) = string_field(msg.raw(), path) else {
+            return error(
+                ErrorKind::InvalidParams,
+                id,
+                format!(
+                    "{}: {} is missing",
+                    msg.method().unwrap_or(""),
+                    path.join(".")
+                ),
+            );
+        };
+        let with_resources: Vec<usize> = (0..self.servers.len())
+            .filter(|i| {
+                self.servers[*i]
+                    .info
+                    .as_ref()
+                    .is_some_and(|x| x.has("resources"))
+            })
+            .collect();
+        let Some((server, original)) =
+            self.catalog
+                .resolve_uri(&shown, &self.prefixes(), &with_resources)
+        else {
+            return error(
+                ErrorKind::InvalidParams,
+                id,
+                format!("unknown resource '{shown}': no server behind this router lists it or a template it matches (list resources again)"),
+            );
+        };
+        let up = UpstreamId(server as u32);
+        match original {
+            None => Plan::Forward(up, msg.clone()),
+            Some(original) => match respliced(msg, span, &original) {
+                Some(m) => Plan::Forward(up, m),
+                None => error(
+                    ErrorKind::InvalidRequest,
+                    id,
+                    "the request could not be rewritten".into(),
+                ),
+            },
+        }
+    }
+
+    fn list(&self, kind: ListKind, msg: &Message, id: &Id, avail: &[Avail]) -> Plan {
+        let up_now = |u: UpstreamId| avail.get(u.0 as usize) == Some(&Avail::Up);
+        let cursor = string_field(msg.raw(), &["params", "cursor"]);
+        let Some((span, cursor)) = cursor else {
+            let to = self
+                .ids()
+                .filter(|u| up_now(*u))
+                .filter(|u| self.info(*u).is_none_or(|i| i.has(kind.capability())))
+                .map(|u| (u, msg.clone()))
+                .collect();
+            return Plan::FanOut(OpKind::List(kind), to);
+        };
+        let Some(parts) = cursor::unpack(&cursor) else {
+            return error(
+                ErrorKind::InvalidParams,
+                id,
+                format!(
+                    "{}: invalid cursor (not one this router gave out)",
+                    kind.items_key()
+                ),
+            );
+        };
+        let mut to = Vec::new();
+        for (name, their) in parts {
+            let Some(i) = self.servers.iter().position(|s| s.setup.name == name) else {
+                continue;
+            };
+            let up = UpstreamId(i as u32);
+            if !up_now(up) {
+                continue;
+            }
+            if let Some(m) = respliced(msg, span.clone(), &their) {
+                to.push((up, m));
+            }
+        }
+        Plan::FanOut(OpKind::List(kind), to)
+    }
+
+    /// The client's answer for a fan-out request whose parts are in.
+    pub fn complete(&mut self, ready: Ready) -> Bytes {
+        let id = &ready.client_id;
+        match ready.kind {
+            OpKind::Initialize => {
+                for (up, part) in &ready.parts {
+                    self.record_initialize(*up, part);
+                }
+                let client_version = self
+                    .hello
+                    .as_ref()
+                    .and_then(|h| string_field(h.raw(), &["params", "protocolVersion"]))
+                    .map(|(_, v)| v)
+                    .unwrap_or_else(|| "2025-11-25".into());
+                let agreed: Vec<&str> = self
+                    .servers
+                    .iter()
+                    .filter_map(|s| s.info.as_ref()?.version.as_deref())
+                    .collect();
+                let version = merge::common_version(&client_version, agreed.into_iter());
+                let result =
+                    merge::initialize_result(&version, self.capabilities(), self.instructions());
+                merge::result(id, result.to_string().as_bytes())
+            }
+            OpKind::Discover => {
+                for (up, part) in &ready.parts {
+                    self.record(*up, part);
+                }
+                let result = merge::discover_result(self.capabilities(), self.instructions());
+                merge::result(id, result.to_string().as_bytes())
+            }
+            OpKind::List(kind) => {
+                let mut next: Vec<(&str, String)> = Vec::new();
+                let mut pages = Vec::with_capacity(ready.parts.len());
+                let mut order: Vec<&(UpstreamId, Part)> = ready.parts.iter().collect();
+                order.sort_by_key(|(up, _)| *up);
+                for (up, part) in order {
+                    let Some(s) = self.servers.get(up.0 as usize) else {
+                        continue;
+                    };
+                    let reply = part.bytes();
+                    if let Some((_, c)) = string_field(reply, &["result", "nextCursor"]) {
+                        next.push((s.setup.name.as_str(), c));
+                    }
+                    let filter = match kind {
+                        ListKind::Tools => &s.setup.tools,
+                        ListKind::Prompts => &s.setup.prompts,
+                        _ => &s.setup.resources,
+                    };
+                    pages.push(Page {
+                        server: up.0 as usize,
+                        prefix: &s.setup.prefix,
+                        filter,
+                        reply,
+                    });
+                }
+                let packed = (!next.is_empty()).then(|| {
+                    let refs: Vec<(&str, &str)> =
+                        next.iter().map(|(n, c)| (*n, c.as_str())).collect();
+                    cursor::pack(&refs)
+                });
+                let stateless = self.client_era == Era::Stateless;
+                let body =
+                    self.catalog
+                        .merge(kind, &self.sep, &pages, packed.as_deref(), stateless);
+                for c in self.catalog.take_collisions() {
+                    let line = format!(
+                        "'{}' is both {}'s '{}' and {}'s '{}': the second is shown as '{}'",
+                        c.name,
+                        self.name(UpstreamId(c.kept.0 as u32)),
+                        c.kept.1,
+                        self.name(UpstreamId(c.renamed.0 as u32)),
+                        c.renamed.1,
+                        c.renamed.2
+                    );
+                    tracing::warn!("name collision: {line}");
+                    self.collisions.push(line);
+                }
+                merge::result(id, &body)
+            }
+            OpKind::Listen => {
+                // Every server ended its stream: so does the router's.
+                self.listen = None;
+                let body = format!(
+                    r#"{{"resultType":"complete","_meta":{{"{SUBSCRIPTION_ID}":{}}}}}"#,
+                    id.as_json()
+                );
+                merge::result(id, body.as_bytes())
+            }
+            OpKind::SetLevel | OpKind::Background | OpKind::Probe => merge::result(id, b"{}"),
+        }
+    }
+
+    fn record_initialize(&mut self, up: UpstreamId, part: &Part) -> bool {
+        let info = match part {
+            Part::Reply(b) => merge::parse_initialize(b),
+            Part::Failed(_) => None,
+        };
+        if info.is_none() {
+            tracing::warn!(upstream = %self.name(up), "server not initialized: its tools, prompts and resources are left out until it answers");
+        }
+        let ok = info.is_some();
+        if let Some(s) = self.servers.get_mut(up.0 as usize) {
+            s.era = ok.then_some(Era::Handshake);
+            s.info = info;
+        }
+        if ok && self.client_era == Era::Stateless {
+            self.bridged.push(up);
+        }
+        ok
+    }
+
+    /// Records what a server said in a `server/discover` answer or, when it speaks only
+    /// the handshake era, in the `initialize` the router sent it instead. `true` when
+    /// the server is now usable.
+    fn record(&mut self, up: UpstreamId, part: &Part) -> bool {
+        let Part::Reply(bytes) = part else {
+            return false;
+        };
+        if let Some(info) = merge::parse_discover(bytes) {
+            if info.supported.iter().any(|v| v == "2026-07-28") {
+                if let Some(s) = self.servers.get_mut(up.0 as usize) {
+                    s.info = Some(info);
+                    s.era = Some(Era::Stateless);
+                }
+                return true;
+            }
+            if rewrite::find(bytes, &["result", "protocolVersion"]).is_some() {
+                return self.record_initialize(up, part);
+            }
+        }
+        false
+    }
+
+    fn capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
+        merge::union_capabilities(self.servers.iter().filter_map(|s| s.info.as_ref()))
+    }
+
+    fn instructions(&self) -> Option<String> {
+        merge::joined_instructions(
+            self.servers
+                .iter()
+                .filter_map(|s| Some((s.setup.name.as_str(), s.info.as_ref()?))),
+        )
+    }
+
+    /// A part that settled after its request was answered.
+    pub fn late(&mut self, kind: OpKind, up: UpstreamId, part: &Part) -> LateEffects {
+        let mut out = LateEffects::default();
+        let ready = match kind {
+            OpKind::Initialize | OpKind::Background => self.record_initialize(up, part),
+            OpKind::Discover | OpKind::Probe => self.record(up, part),
+            _ => false,
+        };
+        if !ready {
+            return out;
+        }
+        tracing::info!(upstream = %self.name(up), "server ready after the client's handshake; announcing its lists");
+        if self.client_era == Era::Handshake {
+            out.initialized = self.initialized.clone();
+        }
+        out.to_client = self.list_changed(up);
+        out
+    }
+
+    /// What to send a server that is up but was never made ready for this client: the
+    /// client's `initialize` (handshake era), or a `server/discover` probe (2026-07-28).
+    pub fn greeting(&self, up: UpstreamId) -> Option<(OpKind, Message)> {
+        if self.info(up).is_some() {
+            return None;
+        }
+        match self.client_era {
+            Era::Handshake => Some((OpKind::Background, self.hello.clone()?)),
+            Era::Stateless => Some((OpKind::Probe, self.discover_message()?)),
+            Era::Unknown => None,
+        }
+    }
+
+    /// `notifications/*/list_changed` for each list server `up` contributes to (it came
+    /// or went), once the client has done its handshake.
+    pub fn list_changed(&self, up: UpstreamId) -> Vec<Bytes> {
+        let Some(info) = self.info(up) else {
+            return Vec::new();
+        };
+        if self.client_era == Era::Unknown {
+            return Vec::new();
+        }
+        let lists = ["tools", "prompts", "resources"]
+            .into_iter()
+            .filter(|c| info.has(c));
+        if self.client_era == Era::Stateless {
+            return lists
+                .filter_map(|c| self.on_listen(&format!("notifications/{c}/list_changed")))
+                .collect();
+        }
+        lists
+            .map(|c| merge::notification(&format!("notifications/{c}/list_changed")))
+            .collect()
+    }
+
+    /// The client opened a listen stream (`parts`: each server's listen request): the
+    /// acknowledgement the router sends at once, echoing what the client asked for (the
+    /// router relays every server's changes, and its own).
+    pub fn start_listen(&mut self, client: &Message, parts: Vec<(UpstreamId, Id)>) -> Bytes {
+        let id = id_of(client);
+        let asked = rewrite::find(client.raw(), &["params", "notifications"])
+            .map_or(&b"{}"[..], |s| &client.raw()[s]);
+        let mut out = br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":"#.to_vec();
+        out.extend_from_slice(asked);
+        out.extend_from_slice(
+            format!(r#","_meta":{{"{SUBSCRIPTION_ID}":{}}}}}}}"#, id.as_json()).as_bytes(),
+        );
+        self.listen = Some(Listen { id, parts });
+        Bytes::from(out)
+    }
+
+    /// The client ended listen stream `id`.
+    pub fn end_listen(&mut self, id: &Id) -> bool {
+        if self.listen.as_ref().is_some_and(|l| l.id == *id) {
+            self.listen = None;
+            return true;
+        }
+        false
+    }
+
+    /// A change notification the client should get on its listen stream (2026-07-28),
+    /// or `None` when it has none open.
+    fn on_listen(&self, method: &str) -> Option<Bytes> {
+        let l = self.listen.as_ref()?;
+        Some(Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","method":"{method}","params":{{"_meta":{{"{SUBSCRIPTION_ID}":{}}}}}}}"#,
+            l.id.as_json()
+        )))
+    }
+
+    /// A server's notification as the client should see it (`None`: not at all): log
+    /// messages name their server in `logger`; frames of a server's listen stream carry
+    /// the client's subscription id; a server's own acknowledgement is the router's to
+    /// give (already given).
+    pub fn from_server(&self, up: UpstreamId, msg: Message) -> Option<Message> {
+        if self.client_era == Era::Stateless {
+            return self.stateless_frame(up, msg);
+        }
+        if msg.method() != Some("notifications/message") {
+            return Some(msg);
+        }
+        Some(self.relabel(up, msg))
+    }
+
+    fn stateless_frame(&self, up: UpstreamId, msg: Message) -> Option<Message> {
+        let method = msg.method().unwrap_or("");
+        let sub = rewrite::find(msg.raw(), &["params", "_meta", SUBSCRIPTION_ID]);
+        let Some(span) = sub else {
+            // Outside any listen stream: a change is relayed on the client's stream; a
+            // log or progress notification belongs to a request and passes.
+            if method.ends_with("/list_changed") {
+                let b = self.on_listen(method)?;
+                return Message::parse(b).ok();
+            }
+            return Some(if method == "notifications/message" {
+                self.relabel(up, msg)
+            } else {
+                msg
+            });
+        };
+        let l = self.listen.as_ref()?;
+        let theirs = std::str::from_utf8(&msg.raw()[span.clone()]).ok()?;
+        if !l
+            .parts
+            .iter()
+            .any(|(u, id)| *u == up && id.as_json() == theirs)
+        {
+            return None;
+        }
+        if method == "notifications/subscriptions/acknowledged" {
+            return None;
+        }
+        Message::parse(Bytes::from(rewrite::splice(
+            msg.raw(),
+            &[(span, l.id.as_json().as_bytes())],
+        )))
+        .ok()
+    }
+
+    fn relabel(&self, up: UpstreamId, msg: Message) -> Message {
+        let name = self.name(up);
+        let edited = match string_field(msg.raw(), &["params", "logger"]) {
+            Some((span, l)) => {
+                let q = rewrite::quote(&format!("{name}/{l}"));
+                Some(rewrite::splice(msg.raw(), &[(span, q.as_bytes())]))
+            }
+            None => rewrite::set_member(
+                msg.raw(),
+                &["params"],
+                "logger",
+                rewrite::quote(name).as_bytes(),
+            ),
+        };
+        match edited.and_then(|b| Message::parse(Bytes::from(b)).ok()) {
+            Some(m) => m,
+            None => msg,
+        }
+    }
+}
