@@ -122,7 +122,11 @@ const HANDSHAKE_KEYS: [&str; 3] = ["protocol_version", "server_info", "instructi
 struct Member {
     name: &'static str,
     peer: &'static str,
+    /// Its direct run in the era the router should give the client.
     direct: Value,
+    /// Its direct run in the other era the router might give instead (auto with a
+    /// handshake-era server: 2026-07-28), to compare with when it does.
+    other_era: Option<Value>,
 }
 
 /// Runs the scenarios of the Python SDK server over stdio (`py`), server-everything over
@@ -157,35 +161,31 @@ fn aggregated_scenarios(mode: &str, with_everything: bool) {
         doc
     };
     let dash = |cmd: Vec<String>| [vec!["--".to_owned()], cmd].concat();
-    let mut members = vec![
-        Member {
-            name: "py",
-            peer: "sdk",
-            direct: run_direct("sdk", sdk_mode, dash(p.sdk()), "py direct"),
-        },
-        Member {
-            name: "everything",
-            peer: "everything",
-            direct: run_direct(
-                "everything",
-                everything_mode,
-                dash(p.everything()),
-                "everything direct",
-            ),
-        },
-        Member {
-            name: "web",
-            peer: "sdk",
-            direct: run_direct(
-                "sdk",
-                sdk_mode,
-                vec!["--url".into(), web_url.clone()],
-                "web direct",
-            ),
-        },
-    ];
-    if !with_everything {
-        members.remove(1);
+    let mut members = Vec::new();
+    for (name, peer, args) in [
+        ("py", "sdk", dash(p.sdk())),
+        ("everything", "everything", dash(p.everything())),
+        ("web", "sdk", vec!["--url".into(), web_url.clone()]),
+    ] {
+        if peer == "everything" && !with_everything {
+            continue;
+        }
+        let label = format!("{name} direct");
+        let (direct, other_era) = if peer == "everything" {
+            (
+                run_direct(peer, everything_mode, args.clone(), &label),
+                None,
+            )
+        } else {
+            let other = (sdk_mode != mode).then(|| run_direct(peer, mode, args.clone(), &label));
+            (run_direct(peer, sdk_mode, args.clone(), &label), other)
+        };
+        members.push(Member {
+            name,
+            peer,
+            direct,
+            other_era,
+        });
     }
 
     // URIs (and templates) listed by more than one server: the router lists those as
@@ -307,8 +307,19 @@ fn compare_routed(
         }
     }
 
-    // Everything but the handshake and the resource lists: equal.
-    let mut want = m.direct.as_object().unwrap().clone();
+    // Everything but the handshake and the resource lists: equal (to the run in the era the
+    // router gave, when it gave another than it should: what else that changes).
+    let (baseline, note) = match &m.other_era {
+        Some(o) if routed["router"]["protocol_version"] == o["protocol_version"] => (
+            o,
+            format!(
+                " (compared with its direct run in the era the router gave, {})",
+                o["protocol_version"]
+            ),
+        ),
+        _ => (&m.direct, String::new()),
+    };
+    let mut want = baseline.as_object().unwrap().clone();
     for k in HANDSHAKE_KEYS.iter().chain(&["resources", "templates"]) {
         want.remove(*k);
     }
@@ -316,21 +327,16 @@ fn compare_routed(
     for k in ["router", "resources", "templates"] {
         got.remove(k);
     }
-    let keys: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
-    let differ: Vec<String> = keys
-        .into_iter()
-        .filter(|k| want.get(*k) != got.get(*k))
-        .map(|k| {
-            format!(
-                "  {k}:\n    direct: {}\n    routed: {}",
-                short(want.get(k)),
-                short(got.get(k))
-            )
-        })
-        .collect();
+    let mut differ = Vec::new();
+    diff(
+        &Value::Object(want),
+        &Value::Object(got),
+        String::new(),
+        &mut differ,
+    );
     if !differ.is_empty() {
         problems.push(format!(
-            "{who}: results differ through the aggregating router:\n{}",
+            "{who}: results differ through the aggregating router{note}:\n{}",
             differ.join("\n")
         ));
     }
@@ -352,6 +358,58 @@ fn compare_routed(
                 ));
             }
         }
+    }
+}
+
+/// Where `a` (direct) and `b` (routed) differ, by path (`tools[3].inputSchema`), at most
+/// 12 places.
+fn diff(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
+    if a == b || out.len() >= 12 {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let at = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(v), Some(w)) => diff(v, w, at, out),
+                    (v, w) => out.push(format!(
+                        "  {at}:\n    direct: {}\n    routed: {}",
+                        short(v),
+                        short(w)
+                    )),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                diff(v, w, format!("{path}[{i}]"), out);
+            }
+        }
+        // Lists of named items: which names only one side has.
+        (Value::Array(x), Value::Array(y)) if x.iter().chain(y).all(|i| i["name"].is_string()) => {
+            let names = |l: &[Value]| -> BTreeSet<String> {
+                l.iter()
+                    .map(|i| i["name"].as_str().unwrap().to_owned())
+                    .collect()
+            };
+            let (nx, ny) = (names(x), names(y));
+            out.push(format!(
+                "  {path}: only direct: {:?}; only routed: {:?}",
+                nx.difference(&ny).collect::<Vec<_>>(),
+                ny.difference(&nx).collect::<Vec<_>>()
+            ));
+        }
+        _ => out.push(format!(
+            "  {path}:\n    direct: {}\n    routed: {}",
+            short(Some(a)),
+            short(Some(b))
+        )),
     }
 }
 
