@@ -351,7 +351,16 @@ fn compare_routed(
             if shared.contains(uri) {
                 expect[uri_key] = json!(format!("mcp-router://{}/{uri}", m.name));
             }
-            if !listed.contains(&expect) {
+            if listed.contains(&expect) {
+                continue;
+            }
+            let copies = listed.iter().filter(|i| *i == item).count();
+            if shared.contains(uri) && copies > 0 {
+                problems.push(format!(
+                    "{who}: {key}: {uri} is listed by more than one server; the router lists it {copies} time(s) unchanged instead of as {} (the client cannot tell the servers' apart, nor reach a chosen one's)",
+                    expect[uri_key]
+                ));
+            } else {
                 problems.push(format!(
                     "{who}: {key}: the router does not list {expect}; it lists: {}",
                     short(Some(&routed[key]))
