@@ -10,7 +10,8 @@
 //! main.rs            thin entry: parse the CLI, call cli::main, map errors to exit codes
 //! auth/              gateway credentials: mod.rs (Bearer | Mtls | OAuth2), oauth.rs (token cache)
 //! cli/               commands (run, version, config check [--list-tools]); the only anyhow user
-//! config/            validated plain structs + load(file, env, flags); raw, env, validate, render
+//! config/            validated plain structs + load(file, env, flags); raw, env, validate, render,
+//!                    mcp_json (other clients' mcpServers JSON), flags (--server), filter (globs)
 //! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
 //! router/            the routing core, decides, never does I/O: mod.rs (Core: identities in,
 //!                    deliveries out), upstreams.rs (outbox per upstream), pending.rs,

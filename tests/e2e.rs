@@ -16,6 +16,8 @@ mod gateway;
 mod http;
 #[path = "e2e/interop.rs"]
 mod interop;
+#[path = "e2e/list_tools.rs"]
+mod list_tools;
 #[path = "e2e/stdio.rs"]
 mod stdio;
 #[path = "e2e/tls.rs"]

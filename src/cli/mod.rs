@@ -10,9 +10,9 @@ mod version;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::config::{self, FlagOverrides, LoadOptions};
+use crate::config::{self, FlagOverrides, LoadOptions, ServerFlag};
 
 /// A fast, transparent MCP router: an MCP client starts it as a stdio server, and it
 /// forwards every message to the MCP server(s) configured, and back.
@@ -21,7 +21,7 @@ use crate::config::{self, FlagOverrides, LoadOptions};
     name = "mcp-router",
     disable_version_flag = true,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  mcp-router -- python server.py --flag   route to one stdio server, no config file\n  mcp-router --bearer-env TOKEN -- https://mcp.example.com/mcp   route to one remote server\n  MCP_AUTH_TOKEN=… mcp-router --gateway wss://gw.example.com/mcp   route through an mcp-bridge gateway\n  mcp-router --config router.yaml          route as the file says\n  mcp-router config check                  validate and show the effective configuration"
+    after_help = "Examples:\n  mcp-router -- python server.py --flag   route to one stdio server, no config file\n  mcp-router --bearer-env TOKEN -- https://mcp.example.com/mcp   route to one remote server\n  mcp-router --server fs='npx -y @modelcontextprotocol/server-filesystem /tmp' --server docs=https://mcp.example.com/mcp   several servers as one\n  mcp-router --config ~/.cursor/mcp.json   the servers of another client's mcpServers JSON\n  MCP_AUTH_TOKEN=… mcp-router --gateway wss://gw.example.com/mcp   route through an mcp-bridge gateway\n  mcp-router --config router.yaml          route as the file says\n  mcp-router config check                  validate and show the effective configuration"
 )]
 pub struct Cli {
     /// Configuration file (default: $MCP_ROUTER_CONFIG, else mcp-router.yaml in ., ~/.config/claude-cli/, ~/.config/mcp/, /etc/mcp/).
@@ -49,6 +49,12 @@ pub struct Cli {
     #[arg(long = "gateway", global = true, value_name = "URL")]
     gateway: Option<String>,
 
+    /// A server to route to, as NAME=COMMAND or NAME=URL (repeatable; together they
+    /// replace the configured servers). A URL is http(s)://, ws(s)://, tcp(s)://; anything
+    /// else is a command line, split like a shell does.
+    #[arg(long = "server", global = true, value_name = "NAME=COMMAND-OR-URL", value_parser = config::parse_server_flag)]
+    servers: Vec<ServerFlag>,
+
     /// Print version information and exit.
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -59,7 +65,7 @@ pub struct Cli {
     /// The one MCP server to route to, instead of the configured servers: a command and its
     /// arguments (stdio), or an http(s):// or ws(s):// URL.
     #[arg(last = true, value_name = "COMMAND")]
-    server: Vec<String>,
+    shorthand: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,12 +105,21 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         version::print()?;
         return Ok(0);
     }
+    if !cli.servers.is_empty() && !cli.shorthand.is_empty() {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--server and `-- COMMAND` both name the servers to route to: use one (several --server NAME=COMMAND-OR-URL flags, or one `-- COMMAND`)",
+            )
+            .exit();
+    }
     let mut opts = LoadOptions::from_process_env();
     opts.config_path = cli.config.clone();
     opts.flags = FlagOverrides {
         log_level: cli.log_level.clone(),
         log_format: cli.log_format.clone(),
-        stdio_command: (!cli.server.is_empty()).then(|| cli.server.clone()),
+        stdio_command: (!cli.shorthand.is_empty()).then(|| cli.shorthand.clone()),
+        servers: cli.servers.clone(),
         gateway_url: cli.gateway.clone(),
         headers: cli.headers.clone(),
         bearer_env: cli.bearer_env.clone(),

@@ -25,20 +25,29 @@ use crate::{router, shutdown, telemetry, upstream};
 /// Messages buffered for the client writer; bounded so a slow client slows its upstreams.
 const CHANNEL_DEPTH: usize = 256;
 
-/// What aggregation needs of each server, in upstream order.
-pub(super) fn aggregate_setup(_cfg: &Config, names: &[String]) -> AggregateSetup {
+/// What aggregation needs of each server, in upstream order (`names`: the specs' names).
+pub(super) fn aggregate_setup(cfg: &Config, names: &[String]) -> AggregateSetup {
     let servers = names
         .iter()
-        .map(|name| ServerSetup {
-            name: name.clone(),
-            prefix: name.clone(),
-            tools: Default::default(),
-            prompts: Default::default(),
-            resources: Default::default(),
+        .map(|name| match cfg.servers.iter().find(|s| s.name == *name) {
+            Some(s) => ServerSetup {
+                name: name.clone(),
+                prefix: s.prefix.clone(),
+                tools: s.tools.clone(),
+                prompts: s.prompts.clone(),
+                resources: s.resources.clone(),
+            },
+            None => ServerSetup {
+                name: name.clone(),
+                prefix: name.clone(),
+                tools: Default::default(),
+                prompts: Default::default(),
+                resources: Default::default(),
+            },
         })
         .collect();
     AggregateSetup {
-        separator: "__".into(),
+        separator: cfg.aggregate.separator.clone(),
         servers,
     }
 }

@@ -211,6 +211,7 @@ fn in_context(raw: &RawConfig, set: &[String]) -> Vec<(Vec<String>, &'static str
                 "auth",
                 "tls",
                 "reconnect",
+                "transport",
             ])),
             ServerKind::Stdio => {
                 stdio_net.extend(leaf_keys(&["headers", "auth", "tls"]));

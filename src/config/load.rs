@@ -1,5 +1,7 @@
 //! Finding, reading and merging the configuration: file → `MCP_*` environment → flags,
 //! then validation. Every problem is collected, so one run of `config check` shows them all.
+//! The file is the router's YAML, or another client's `mcpServers` JSON (told apart by
+//! content); `servers_from:` adds the servers of such JSON files after `servers:`.
 //!
 //! The process environment is read only by `LoadOptions::from_process_env`; everything
 //! else works on the values it is given, so tests can drive it without touching globals.
@@ -11,7 +13,9 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::env::{self, Kind};
-use super::raw::{RawAuth, RawCommand, RawConfig, RawServer};
+use super::flags::{command_server, ServerFlag};
+use super::mcp_json::{self, Sniff};
+use super::raw::{RawAuth, RawConfig};
 use super::validate::{self, Problems};
 use super::{Config, Secret};
 
@@ -37,6 +41,9 @@ pub struct FlagOverrides {
     pub log_format: Option<String>,
     /// `mcp-router -- CMD ARGS…`: route to this one stdio server instead of `servers:`.
     pub stdio_command: Option<Vec<String>>,
+    /// `--server NAME=COMMAND-OR-URL` (repeatable): these servers instead of `servers:`
+    /// and `servers_from:`; not together with `stdio_command`.
+    pub servers: Vec<ServerFlag>,
     pub gateway_url: Option<String>,
     /// `--header 'Name: value'`: added to every network server's requests.
     pub headers: Vec<(String, String)>,
@@ -109,10 +116,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         source_file: source.clone(),
         problems,
     };
-    let raw = match &source {
+    let mut raw = match &source {
         Some(path) => read_file(path, &mut problems.warnings).map_err(|e| fail(vec![e]))?,
         None => RawConfig::default(),
     };
+    // The servers skip the tree (no variable or flag below sets one), so what only they
+    // carry (where an entry came from) survives.
+    let mut file_servers = raw.servers.take();
     let mut tree = serde_yaml_ng::to_value(&raw).map_err(|e| fail(vec![e.to_string()]))?;
     let mut secrets = super::Secrets::default();
     apply_env(&opts.env, &mut tree, &mut secrets, &mut problems);
@@ -122,8 +132,24 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
     let mut raw: RawConfig =
         serde_yaml_ng::from_value(tree).map_err(|e| fail(vec![e.to_string()]))?;
-    if let Some(words) = opts.flags.stdio_command.as_ref().filter(|w| !w.is_empty()) {
+    let flags = &opts.flags;
+    let command = flags.stdio_command.as_ref().filter(|w| !w.is_empty());
+    if command.is_some() && !flags.servers.is_empty() {
+        return Err(fail(vec![
+            "--server and `-- COMMAND` both name the servers to route to: use one (several --server flags, or one `-- COMMAND`)".into(),
+        ]));
+    }
+    if let Some(words) = command {
         raw.servers = Some(vec![command_server(words)]);
+    } else if !flags.servers.is_empty() {
+        raw.servers = Some(flags.servers.iter().map(ServerFlag::to_raw).collect());
+    } else {
+        if let Some(list) = &raw.servers_from {
+            let base = source.as_deref().and_then(Path::parent);
+            let included = mcp_json::include(list, base, &mut problems.warnings).map_err(&fail)?;
+            file_servers.get_or_insert_with(Vec::new).extend(included);
+        }
+        raw.servers = file_servers;
     }
     for server in raw.servers.iter_mut().flatten() {
         if !opts.flags.headers.is_empty() {
@@ -183,11 +209,50 @@ fn locate(opts: &LoadOptions) -> Result<Option<PathBuf>, String> {
         .find(|p| p.is_file()))
 }
 
-/// Parses the file; unknown keys become warnings naming the nearest valid key.
+/// Parses the file: an `mcpServers` JSON file is its servers; anything else is the
+/// router's YAML, whose unknown keys become warnings naming the nearest valid key.
 fn read_file(path: &Path, warnings: &mut Vec<String>) -> Result<RawConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    match mcp_json::sniff(&text) {
+        Sniff::McpServers(json) => {
+            let label = path.display().to_string();
+            return Ok(RawConfig {
+                servers: Some(mcp_json::parse(&json, &label, warnings)?),
+                ..RawConfig::default()
+            });
+        }
+        Sniff::NotJson(e) if is_json => {
+            return Err(format!("not valid JSON: {e} (a .json file is read as the mcpServers JSON of other MCP clients)"));
+        }
+        Sniff::OtherJson if is_json && !has_router_key(&text) => {
+            return Err("no mcpServers (or servers) object: a .json file is read as the JSON other MCP clients use, {\"mcpServers\": {\"NAME\": {\"command\": …, \"args\": […]}}}".into());
+        }
+        _ => {}
+    }
+    if let Ok(tree) = serde_yaml_ng::from_str::<Value>(&text) {
+        if let Some(hint) = mcp_json::yaml_hint(&tree) {
+            return Err(hint);
+        }
+    }
     parse_text(&text, warnings)
+}
+
+/// A JSON object with a top-level key of the router's own schema (a router file in JSON).
+fn has_router_key(text: &str) -> bool {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_str(&mcp_json::strip_jsonc(text))
+    else {
+        return false;
+    };
+    RawConfig::known_paths()
+        .iter()
+        .filter(|k| !k.contains(['.', '[']))
+        .any(|k| {
+            top.contains_key(k.as_str()) || (k == "direct_clients" && top.contains_key("direct"))
+        })
 }
 
 pub(super) fn parse_text(text: &str, warnings: &mut Vec<String>) -> Result<RawConfig, String> {
@@ -234,7 +299,7 @@ fn normalize_path(path: &str) -> String {
 }
 
 /// The nearest known key: a sibling with a close name, else a close full path.
-fn suggest(key: &str, known: &[String]) -> Option<String> {
+pub(super) fn suggest(key: &str, known: &[String]) -> Option<String> {
     let (parent, leaf) = key.rsplit_once('.').unwrap_or(("", key));
     let sibling = known
         .iter()
@@ -330,46 +395,5 @@ fn apply_flags(flags: &FlagOverrides, tree: &mut Value) {
         if let Some(var) = &flags.bearer_env {
             env::set_path(tree, "gateway.auth.token_env", Value::String(var.clone()));
         }
-    }
-}
-
-/// The server that `mcp-router -- CMD ARGS…` routes to, named after the program; a lone
-/// URL (`mcp-router -- https://host/mcp`) is a network server named after its host.
-fn command_server(words: &[String]) -> RawServer {
-    if let [url] = words {
-        if let Some((scheme, rest)) = url.split_once("://") {
-            if ["http", "https", "ws", "wss", "tcp", "tcps", "tcp+tls"].contains(&scheme) {
-                let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-                let name = Some(if host.is_empty() {
-                    url.clone()
-                } else {
-                    host.to_owned()
-                });
-                // An http(s) URL may be Streamable HTTP or legacy SSE: let detection tell.
-                return if scheme.starts_with("http") {
-                    RawServer {
-                        name,
-                        auto_detect: Some(true),
-                        candidates: Some(vec![url.clone()]),
-                        ..RawServer::default()
-                    }
-                } else {
-                    RawServer {
-                        name,
-                        url: Some(url.clone()),
-                        ..RawServer::default()
-                    }
-                };
-            }
-        }
-    }
-    let name = Path::new(&words[0])
-        .file_name()
-        .map_or_else(|| words[0].clone(), |n| n.to_string_lossy().into_owned());
-    RawServer {
-        name: Some(name),
-        command: Some(RawCommand::Words(words.to_vec())),
-        ..RawServer::default()
     }
 }

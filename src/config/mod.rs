@@ -1,15 +1,19 @@
 //! Validated configuration: the plain structs every other module receives.
 //!
 //! Owns the merge of file → environment → flags (`load`) into these structs, once, at
-//! start-up. Nothing outside `config/` reads the environment or the YAML. The serde mirror
-//! of what users write lives in `raw.rs`; the `MCP_*` table in `env.rs`. This module never
-//! does network I/O and never starts tasks.
+//! start-up. Nothing outside `config/` reads the environment, the YAML or the `mcpServers`
+//! JSON other clients use (`mcp_json.rs`). The serde mirror of what users write lives in
+//! `raw.rs`; the `MCP_*` table in `env.rs`; the server filters in `filter.rs`; the
+//! command-line server shorthands in `flags.rs`. This module never does network I/O and
+//! never starts tasks.
 
 mod duration;
 mod env;
 mod filter;
+mod flags;
 mod inert;
 mod load;
+mod mcp_json;
 mod raw;
 mod render;
 mod validate;
@@ -22,7 +26,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use env::{EnvVar, Kind as EnvKind, ENV_VARS};
-pub use filter::ItemFilter;
+pub use filter::{glob_match, ItemFilter};
+pub use flags::{parse_server_flag, FlagTarget, ServerFlag};
 pub use load::{load, ConfigError, FlagOverrides, LoadOptions, Loaded};
 pub use raw::{RawAdvanced, RawAuth, RawDirect, RawGatewayPool, RawPool, RawRateLimit, RawTracing};
 pub use render::render_effective;
@@ -32,7 +37,11 @@ pub use validate::CIPHER_SUITES;
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub version: u32,
+    /// Every configured server in order: `servers:`, then those of `servers_from:`;
+    /// disabled ones included (they are shown, never started).
     pub servers: Vec<ServerConfig>,
+    /// How several servers are shown as one (`aggregate:`).
+    pub aggregate: AggregateConfig,
     /// The remote gateway, when one is configured (`gateway.url` or `gateway.endpoints`).
     pub gateway: Option<GatewayConfig>,
     /// The Go router's multi-gateway shape: accepted and validated, kept as written.
@@ -127,6 +136,22 @@ pub struct GatewayConfig {
     pub default_namespace: String,
 }
 
+/// `aggregate:`: how the names of several servers' items are told apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AggregateConfig {
+    /// Between a server's prefix and an item's name (`github__create_issue`); 1 to 8 of
+    /// `[A-Za-z0-9_-]`, default `__`.
+    pub separator: String,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        Self {
+            separator: "__".into(),
+        }
+    }
+}
+
 /// TLS client settings; verification is on unless explicitly turned off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TlsConfig {
@@ -186,9 +211,19 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
     pub name: String,
+    /// `enabled: false` (or `"disabled": true` in an `mcpServers` file): kept in the
+    /// configuration so `config check` shows it, never started.
+    pub enabled: bool,
+    /// Put before this server's tool and prompt names when several servers are shown as
+    /// one; `[A-Za-z0-9_-]{1,32}`, by default the name with other characters as `_`.
+    pub prefix: String,
     pub connection_mode: ConnectionMode,
     #[serde(flatten)]
     pub target: ServerTarget,
+    /// A network server's transport when the URL alone does not say (`transport:`, or an
+    /// `mcpServers` entry's `type`); `None`: decided by the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportHint>,
     /// Restart (stdio) / reconnect (network) policy for this server.
     pub reconnect: ReconnectPolicy,
     /// Extra HTTP/WebSocket headers for network servers (values may be secrets).
@@ -203,6 +238,28 @@ pub struct ServerConfig {
     pub bearer: BearerSource,
     /// TLS for `https://` and `wss://` servers.
     pub tls: TlsConfig,
+    /// Which of the server's tools, prompts and resources the client sees.
+    #[serde(skip_serializing_if = "ItemFilter::is_empty")]
+    pub tools: ItemFilter,
+    #[serde(skip_serializing_if = "ItemFilter::is_empty")]
+    pub prompts: ItemFilter,
+    #[serde(skip_serializing_if = "ItemFilter::is_empty")]
+    pub resources: ItemFilter,
+}
+
+/// The transport a URL server was declared with. Validation guarantees the URL's scheme
+/// fits: `StreamableHttp` and `Sse` only with `http(s)://`, `WebSocket` only with `ws(s)://`.
+/// Rendered as the value `transport:` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TransportHint {
+    /// Streamable HTTP even when the path ends in `/sse`.
+    #[serde(rename = "streamable-http")]
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport whatever the path.
+    #[serde(rename = "sse")]
+    Sse,
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 /// A bearer token's source: an environment variable or a file (never the token itself).
@@ -341,3 +398,6 @@ pub enum LogFormat {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod servers_tests;

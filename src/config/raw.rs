@@ -5,7 +5,8 @@
 //! Keys whose only effect in the original was Go runtime tuning (`*.performance`,
 //! `adaptive_*`, `timeout_tuning`, `observability`, pools inside `memory_optimization`) are
 //! accepted as opaque YAML: they load, they are shown by `config check`, they do nothing.
-//! Unknown keys are not errors here; `load` reports them as warnings.
+//! Unknown keys are not errors here; `load` reports them as warnings. Keys marked "Ours"
+//! are this router's additions.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,11 @@ pub type Opaque = Option<Value>;
 pub struct RawConfig {
     pub version: Option<u32>,
     pub servers: Option<Vec<RawServer>>,
+    /// Ours: `mcpServers` JSON files (Claude Desktop, Cursor, VS Code …) whose servers are
+    /// added after `servers:`.
+    pub servers_from: Option<RawPaths>,
+    /// Ours: how several servers are shown as one.
+    pub aggregate: Option<RawAggregate>,
     pub gateway: Option<RawGateway>,
     pub gateway_pool: Option<RawGatewayPool>,
     #[serde(alias = "direct")]
@@ -41,10 +47,45 @@ pub enum RawCommand {
     Words(Vec<String>),
 }
 
+/// `servers_from: a.json` or `servers_from: [a.json, b.json]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawPaths {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawPaths {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            RawPaths::One(p) => std::slice::from_ref(p),
+            RawPaths::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawAggregate {
+    pub separator: Option<String>,
+}
+
+/// `tools: { allow: [globs], deny: [globs] }` (and `prompts:`, `resources:`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawFilter {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RawServer {
     pub name: Option<String>,
+    /// Ours: `false` keeps the entry but does not start it.
+    pub enabled: Option<bool>,
+    /// Ours: before the server's item names when several servers are shown as one.
+    pub prefix: Option<String>,
     pub connection_mode: Option<String>,
     pub command: Option<RawCommand>,
     pub args: Option<Vec<String>>,
@@ -60,6 +101,16 @@ pub struct RawServer {
     pub auth: Option<RawAuth>,
     /// Ours: `verify`, `ca_cert_path` for an `https://` / `wss://` server.
     pub tls: Option<RawTls>,
+    /// Ours: force a URL server's transport (`streamable-http`, `sse`, `websocket` …).
+    pub transport: Option<String>,
+    /// Ours: which tools, prompts and resources of this server the client sees.
+    pub tools: Option<RawFilter>,
+    pub prompts: Option<RawFilter>,
+    pub resources: Option<RawFilter>,
+    /// Where the entry came from when not `servers:` (`servers.json: mcpServers.github`),
+    /// for messages; never read from or written to a file.
+    #[serde(skip)]
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -457,8 +508,12 @@ impl RawConfig {
             servers: Some(vec![RawServer {
                 auth: Some(RawAuth::default()),
                 tls: Some(RawTls::default()),
+                tools: Some(RawFilter::default()),
+                prompts: Some(RawFilter::default()),
+                resources: Some(RawFilter::default()),
                 ..RawServer::default()
             }]),
+            aggregate: Some(RawAggregate::default()),
             gateway: Some(RawGateway {
                 endpoints: Some(vec![RawEndpoint {
                     auth: Some(RawAuth::default()),

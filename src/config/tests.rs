@@ -348,7 +348,7 @@ metrics: { endpoint: "no-port" }
         "local.rate_limit.requests_per_second: is required when the rate limit is enabled",
         "servers[0].command: is empty",
         "servers[1].url: scheme 'ftp' is not supported",
-        "servers[1].name: duplicate name 'a'",
+        "servers[1].name: 'a' is also the name of servers[0]: names must be unique among enabled servers",
         "servers[2]: set only one of command, url",
         "servers[2].name: is missing",
         "servers[3].connection_mode: 'sideways' is not one of direct, gateway",

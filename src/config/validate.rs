@@ -1,9 +1,11 @@
 //! Raw (as written) → validated (as used): defaults applied, every rule checked, every
 //! problem collected with its key path, the bad value and what is allowed.
 //!
-//! Pure: no file or environment access. `load` feeds it the merged raw tree.
+//! Pure: no file or environment access. `load` feeds it the merged raw tree. The server
+//! entries are `validate/servers.rs`.
 
-use std::collections::BTreeSet;
+mod servers;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,9 +65,11 @@ pub fn validate(raw: &RawConfig, p: &mut Problems) -> Config {
         .and_then(|c| c.reconnect.as_ref())
         .map(|r| reconnect(r, "gateway.connection.reconnect", p))
         .unwrap_or_default();
-    let servers = servers(
+    let aggregate = aggregate(raw.aggregate.as_ref(), p);
+    let servers = servers::servers(
         raw.servers.as_deref().unwrap_or_default(),
         &default_reconnect,
+        &aggregate.separator,
         p,
     );
     if let Some(pool) = &raw.gateway_pool {
@@ -119,6 +123,7 @@ pub fn validate(raw: &RawConfig, p: &mut Problems) -> Config {
     Config {
         version,
         servers,
+        aggregate,
         gateway,
         gateway_pool: raw.gateway_pool.clone(),
         direct,
@@ -220,156 +225,18 @@ fn check_url(url: &str, path: &str, allowed: &[&str], p: &mut Problems) {
     }
 }
 
-fn servers(
-    raw: &[RawServer],
-    default_reconnect: &ReconnectPolicy,
-    p: &mut Problems,
-) -> Vec<ServerConfig> {
-    let mut names = BTreeSet::new();
-    let mut out = Vec::new();
-    for (i, s) in raw.iter().enumerate() {
-        let at = format!("servers[{i}]");
-        let command = match &s.command {
-            None => None,
-            Some(RawCommand::Words(w)) if w.is_empty() => {
-                p.err(&format!("{at}.command"), "is empty");
-                None
-            }
-            Some(RawCommand::Words(w)) => Some(w.clone()),
-            Some(RawCommand::Line(line)) => match shell_words::split(line) {
-                Ok(w) if !w.is_empty() => Some(w),
-                Ok(_) => {
-                    p.err(&format!("{at}.command"), "is empty");
-                    None
-                }
-                Err(e) => {
-                    p.err(
-                        &format!("{at}.command"),
-                        format!("'{line}' cannot be split into words: {e}"),
-                    );
-                    None
-                }
-            },
-        };
-        let auto_detect = s.auto_detect.unwrap_or(false);
-        let candidates = s.candidates.clone().unwrap_or_default();
-        let fallback_gateway = match s.fallback.as_deref() {
-            None | Some("") | Some("none") => false,
-            Some("gateway") => true,
-            Some(other) => {
-                p.one_of(&format!("{at}.fallback"), other, &["gateway", "none"]);
-                false
-            }
-        };
-        let target = match (command, &s.url, auto_detect) {
-            (Some(words), None, false) => {
-                let mut args = words[1..].to_vec();
-                args.extend(s.args.clone().unwrap_or_default());
-                Some(ServerTarget::Stdio(StdioCommand {
-                    program: words[0].clone(),
-                    args,
-                    env: s.env.clone().unwrap_or_default(),
-                    cwd: s.cwd.as_ref().map(|c| PathBuf::from(expand_home(c))),
-                }))
-            }
-            (None, Some(url), false) => {
-                check_url(url, &format!("{at}.url"), SERVER_SCHEMES, p);
-                Some(ServerTarget::Url(url.clone()))
-            }
-            (None, None, true) => {
-                if candidates.is_empty() {
-                    p.err(
-                        &format!("{at}.candidates"),
-                        "auto_detect: true needs at least one candidate (command lines or URLs)",
-                    );
-                }
-                Some(ServerTarget::AutoDetect {
-                    candidates: candidates.clone(),
-                    fallback_gateway,
-                })
-            }
-            (None, None, false) if s.connection_mode.as_deref() == Some("gateway") => {
-                Some(ServerTarget::Url(String::new()))
-            }
-            (None, None, false) => {
-                p.err(&at, "set one of command (a stdio server), url (a network server), or auto_detect: true with candidates");
-                None
-            }
-            _ => {
-                p.err(
-                    &at,
-                    "set only one of command, url, or auto_detect with candidates",
-                );
-                None
-            }
-        };
-        let connection_mode = match s.connection_mode.as_deref() {
-            None | Some("direct") => ConnectionMode::Direct,
-            Some("gateway") => ConnectionMode::Gateway,
-            Some(other) => {
-                p.one_of(
-                    &format!("{at}.connection_mode"),
-                    other,
-                    &["direct", "gateway"],
-                );
-                ConnectionMode::Direct
-            }
-        };
-        let name = match &s.name {
-            Some(n) if !n.trim().is_empty() => n.clone(),
-            _ => {
-                p.err(
-                    &format!("{at}.name"),
-                    "is missing (every server needs a unique name)",
-                );
-                format!("server-{i}")
-            }
-        };
-        if !names.insert(name.clone()) {
-            p.err(&format!("{at}.name"), format!("duplicate name '{name}'"));
-        }
-        let reconnect = s.reconnect.as_ref().map_or_else(
-            || default_reconnect.clone(),
-            |r| reconnect(r, &format!("{at}.reconnect"), p),
-        );
-        if let Some(target) = target {
-            out.push(ServerConfig {
-                name,
-                connection_mode,
-                target,
-                reconnect,
-                headers: s.headers.clone().unwrap_or_default(),
-                bearer: server_bearer(s.auth.as_ref(), &at, p),
-                tls: s.tls.as_ref().map_or_else(
-                    || TlsConfig {
-                        min_version: "1.2".into(),
-                        ..TlsConfig::default()
-                    },
-                    |t| tls(t, &format!("{at}.tls"), "1.2", p),
-                ),
-            });
-        }
-    }
-    out
-}
-
-fn server_bearer(a: Option<&RawAuth>, at: &str, p: &mut Problems) -> BearerSource {
-    let Some(a) = a else {
-        return BearerSource::default();
-    };
-    if let Some(kind) = a.kind.as_deref() {
-        p.one_of(&format!("{at}.auth.type"), kind, &["bearer"]);
-    }
-    if a.token_env.is_some() && a.token_file.is_some() {
+/// The separator goes into tool names, which clients require to be `[A-Za-z0-9_-]{1,64}`.
+fn aggregate(a: Option<&RawAggregate>, p: &mut Problems) -> AggregateConfig {
+    let separator = a
+        .and_then(|a| a.separator.clone())
+        .unwrap_or_else(|| AggregateConfig::default().separator);
+    if !servers::is_token(&separator, 8) {
         p.err(
-            &format!("{at}.auth"),
-            "set one of token_env or token_file, not both",
+            "aggregate.separator",
+            format!("'{separator}' is not allowed: use 1 to 8 letters, digits, '_' or '-' (it becomes part of tool names)"),
         );
     }
-    BearerSource {
-        token_env: a.token_env.clone(),
-        token_file: a.token_file.as_ref().map(|f| PathBuf::from(expand_home(f))),
-    }
+    AggregateConfig { separator }
 }
 
 fn expand_home(path: &str) -> String {

@@ -482,6 +482,44 @@ fn server_requests_from_two_servers_under_one_id_reach_the_client_apart_and_answ
 }
 
 #[test]
+fn a_server_cancelling_its_request_is_told_to_the_client_under_the_id_it_was_shown() {
+    let h = three();
+    h.init();
+    h.core
+        .from_upstream(
+            A,
+            0,
+            msg(r#"{"jsonrpc":"2.0","id":1,"method":"roots/list"}"#),
+        )
+        .unwrap();
+    let shown = h
+        .core
+        .from_upstream(
+            B,
+            0,
+            msg(r#"{"jsonrpc":"2.0","id":1,"method":"roots/list"}"#),
+        )
+        .unwrap();
+    let shown = json(&shown.bytes)["id"].clone();
+    let d = h
+        .core
+        .from_upstream(
+            B,
+            0,
+            msg(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#),
+        )
+        .unwrap();
+    assert_eq!(json(&d.bytes)["params"]["requestId"], shown);
+    // Withdrawn: the client's late answer goes nowhere; A's request is still A's.
+    h.send(&format!(
+        r#"{{"jsonrpc":"2.0","id":{shown},"result":{{}}}}"#
+    ));
+    assert!(h.pull(B).is_empty());
+    h.send(r#"{"jsonrpc":"2.0","id":1,"result":{"roots":[]}}"#);
+    assert_eq!(h.pull(A).len(), 1);
+}
+
+#[test]
 fn discover_merges_every_server_and_a_handshake_only_one_is_initialized_for_the_client() {
     let h = agg(vec![server("a"), server("b")]);
     h.core.up(A);

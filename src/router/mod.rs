@@ -583,9 +583,28 @@ impl Core {
             Kind::Notification => {
                 let session = st.upstreams[up.0 as usize].owner?;
                 let msg = Self::agg_from_server(&st, up, msg)?;
+                let msg = if msg.method() == Some("notifications/cancelled") {
+                    Self::server_cancelled(&mut st, up, gen, msg)?
+                } else {
+                    msg
+                };
                 Self::delivery(&st, session, msg.into_raw())
             }
         }
+    }
+
+    /// A server withdrew one of its own requests: the client hears of it under the id it
+    /// was shown (a router id where two servers' ids collided); one the client never saw
+    /// (or already answered) is not passed on.
+    fn server_cancelled(st: &mut State, up: UpstreamId, gen: u64, msg: Message) -> Option<Message> {
+        let Some((server_id, span)) = cancelled_request(msg.raw()) else {
+            return Some(msg);
+        };
+        let client_id = st.reverse.withdraw(up, gen, &server_id)?;
+        if client_id == server_id {
+            return Some(msg);
+        }
+        Message::parse(splice(msg.raw(), span, &client_id)).ok()
     }
 
     /// A batch reply: members nobody waits for any more are stripped; the rest goes on.
@@ -995,6 +1014,8 @@ fn cancelled_request(raw: &Bytes) -> Option<(Id, (usize, usize))> {
     }
 }
 
+#[cfg(test)]
+mod aggregate_props;
 #[cfg(test)]
 mod aggregate_tests;
 #[cfg(test)]

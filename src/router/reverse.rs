@@ -71,6 +71,19 @@ impl Reverse {
         Some(origin)
     }
 
+    /// The server withdrew its request `server_id` (its `notifications/cancelled`): the
+    /// id the client knows it by, and the entry is gone (no answer is expected any more).
+    /// A scan: server cancellations are rare and the table is bounded.
+    pub fn withdraw(&mut self, upstream: UpstreamId, gen: u64, server_id: &Id) -> Option<Id> {
+        let client_id = self
+            .entries
+            .iter()
+            .find(|(_, (o, _))| o.upstream == upstream && o.gen == gen && o.server_id == *server_id)
+            .map(|(id, _)| id.clone())?;
+        self.take(&client_id);
+        Some(client_id)
+    }
+
     /// Connection `gen` of `upstream` ended: nobody is left to answer.
     pub fn forget(&mut self, upstream: UpstreamId, gen: Option<u64>) {
         let gone: Vec<Id> = self

@@ -14,6 +14,7 @@ use super::supervisor::{Connector, Supervisor};
 use super::{detect, gateway, http, sse, stdio, ws};
 use crate::config::{
     Config, ConnectionMode, ReconnectPolicy, ServerConfig, ServerTarget, StdioCommand, TlsConfig,
+    TransportHint,
 };
 use crate::router::Port;
 
@@ -64,22 +65,31 @@ struct Settings {
 fn gateway_server() -> ServerConfig {
     ServerConfig {
         name: "gateway".into(),
+        enabled: true,
+        prefix: "gateway".into(),
         connection_mode: ConnectionMode::Gateway,
         target: ServerTarget::Url(String::new()),
+        transport: None,
         reconnect: Default::default(),
         headers: Default::default(),
         bearer: Default::default(),
         tls: Default::default(),
+        tools: Default::default(),
+        prompts: Default::default(),
+        resources: Default::default(),
     }
 }
 
-/// Every upstream the configuration names (the gateway alone when no server is listed).
+/// One upstream per enabled server, in configuration order (the gateway alone when no
+/// server is listed).
 pub fn from_config(cfg: &Config) -> Result<Vec<Spec>, String> {
-    let servers = match cfg.servers.as_slice() {
+    let enabled: Vec<&ServerConfig> = cfg.servers.iter().filter(|s| s.enabled).collect();
+    let servers = match enabled.as_slice() {
+        [] if !cfg.servers.is_empty() => return Err("every server is disabled (enabled: false): enable at least one under `servers:`".into()),
         // The original's default: with a gateway and no servers, everything goes there.
         [] if cfg.gateway.is_some() => vec![gateway_server()],
         [] => return Err("nothing to route to: no servers and no gateway are configured.\n  Run one stdio server with `mcp-router -- <command> [args…]`,\n  use a gateway with `mcp-router --gateway wss://gateway.example.com`,\n  or list servers under `servers:` in the config file (see `mcp-router config check`).".into()),
-        _ => cfg.servers.clone(),
+        _ => enabled.into_iter().cloned().collect(),
     };
     servers.iter().map(|s| spec(s, cfg)).collect()
 }
@@ -98,6 +108,11 @@ fn spec(server: &ServerConfig, cfg: &Config) -> Result<Spec, String> {
         ServerTarget::Url(url) => match super::unsupported_target(url) {
             None if url.starts_with("ws") => Transport::Ws(url.clone()),
             None if url.starts_with("tcp") => Transport::Tcp(url.clone()),
+            // Declared (`transport:`, an mcpServers entry's `type`) beats the path.
+            None if server.transport == Some(TransportHint::Sse) => Transport::Sse(url.clone()),
+            None if server.transport == Some(TransportHint::StreamableHttp) => {
+                Transport::Http(url.clone())
+            }
             None if super::is_legacy_sse(url) => Transport::Sse(url.clone()),
             None => Transport::Http(url.clone()),
             Some(why) => return Err(format!("server '{}': {why}", server.name)),
@@ -331,4 +346,68 @@ fn sse_connector(
         client: None,
         after_http_refusal,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, LoadOptions};
+
+    fn config(yaml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let opts = LoadOptions {
+            config_path: Some(path),
+            ..LoadOptions::default()
+        };
+        load(&opts).expect("loads").config
+    }
+
+    fn kinds(specs: &[Spec]) -> Vec<(&str, &str)> {
+        specs
+            .iter()
+            .map(|s| {
+                let kind = match &s.transport {
+                    Transport::Stdio(_) => "stdio",
+                    Transport::Http(_) => "http",
+                    Transport::Sse(_) => "sse",
+                    Transport::Ws(_) => "ws",
+                    Transport::Tcp(_) => "tcp",
+                    Transport::Gateway(_) => "gateway",
+                    Transport::Detect { .. } => "detect",
+                };
+                (s.name.as_str(), kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_spec_per_enabled_server_in_order() {
+        let cfg = config(
+            "servers:\n  - { name: a, command: x }\n  - { name: off, command: y, enabled: false }\n  - { name: b, url: 'https://h/mcp' }\n  - { name: c, url: 'wss://h/mcp' }\n",
+        );
+        let specs = from_config(&cfg).expect("several servers are fine");
+        assert_eq!(kinds(&specs), [("a", "stdio"), ("b", "http"), ("c", "ws")]);
+    }
+
+    #[test]
+    fn a_declared_transport_beats_the_path() {
+        let cfg = config(
+            "servers:\n  - { name: a, url: 'https://h/sse', transport: streamable-http }\n  - { name: b, url: 'https://h/events', transport: sse }\n  - { name: c, url: 'https://h/sse' }\n  - { name: d, url: 'https://h/events' }\n",
+        );
+        let specs = from_config(&cfg).expect("specs");
+        assert_eq!(
+            kinds(&specs),
+            [("a", "http"), ("b", "sse"), ("c", "sse"), ("d", "http")]
+        );
+    }
+
+    #[test]
+    fn no_enabled_server_is_refused() {
+        let mut cfg = config("servers:\n  - { name: a, command: x }\n");
+        cfg.servers[0].enabled = false;
+        let err = from_config(&cfg).err().expect("refused");
+        assert!(err.contains("every server is disabled"), "{err}");
+    }
 }

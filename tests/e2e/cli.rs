@@ -323,3 +323,130 @@ fn running_with_a_feature_not_built_says_so() {
         "{err}"
     );
 }
+
+/// The `# servers:` table `config check` prints after the effective configuration.
+fn servers_table(out: &str) -> &str {
+    out.find("# servers: ").map_or("", |at| &out[at..])
+}
+
+#[test]
+fn config_check_lists_the_servers_of_a_claude_desktop_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = repo_root().join("tests/golden/claude_desktop_config.json");
+    let (code, out, err) = config_check(dir.path(), &["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.is_empty(),
+        "no warning for a plain Claude Desktop file: {err}"
+    );
+    let golden =
+        std::fs::read_to_string(repo_root().join("tests/golden/claude_desktop_config.check.txt"))
+            .unwrap();
+    assert_eq!(servers_table(&out), golden, "{out}");
+    // The effective YAML names them in file order, with the new fields, secrets masked.
+    let order: Vec<usize> = ["filesystem", "github", "sqlite", "memory", "brave-search"]
+        .iter()
+        .map(|n| {
+            out.find(&format!("- name: {n}\n  enabled: true\n  prefix: {n}\n"))
+                .expect(n)
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+    assert!(out.contains("aggregate:\n  separator: __\n"), "{out}");
+    assert!(!out.contains("never_printed"), "{out}");
+}
+
+#[test]
+fn config_check_lists_servers_from_included_files_and_disabled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("clients")).unwrap();
+    std::fs::write(
+        dir.path().join("clients/cursor.json"),
+        r#"{"mcpServers": {"remote": {"url": "https://user:PW@api.example.com/mcp?key=QSECRET"}, "off": {"command": "x", "disabled": true}}}"#,
+    )
+    .unwrap();
+    let yaml = dir.path().join("router.yaml");
+    std::fs::write(
+        &yaml,
+        "servers:\n  - name: local\n    command: python server.py\n    tools: { deny: [delete_*] }\nservers_from: clients/cursor.json\n",
+    )
+    .unwrap();
+    let (code, out, err) = config_check(dir.path(), &["--config", yaml.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let table = servers_table(&out);
+    assert!(
+        table.starts_with("# servers: 2 of 3 enabled (aggregate.separator: __)\n"),
+        "{table}"
+    );
+    for row in [
+        [
+            "local",
+            "local",
+            "yes",
+            "stdio: python server.py",
+            "tools: deny delete_*",
+        ],
+        [
+            "remote",
+            "remote",
+            "yes",
+            "streamable-http: https://api.example.com/mcp",
+            "-",
+        ],
+        ["off", "off", "no", "stdio: x", "-"],
+    ] {
+        assert!(
+            table.lines().any(|l| l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && *c != "#")
+                .eq(row)),
+            "no row {row:?} in:\n{table}"
+        );
+    }
+    assert!(!out.contains("QSECRET") && !out.contains("PW@"), "{out}");
+}
+
+#[test]
+fn server_flags_name_the_servers_and_bad_ones_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = config_check(
+        dir.path(),
+        &[
+            "--server",
+            "fs=npx -y @modelcontextprotocol/server-filesystem /tmp",
+            "--server",
+            "docs=https://mcp.example.com/mcp",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let table = servers_table(&out);
+    assert!(
+        table.contains("stdio: npx -y @modelcontextprotocol/server-filesystem /tmp"),
+        "{table}"
+    );
+    assert!(
+        table.contains("streamable-http: https://mcp.example.com/mcp"),
+        "{table}"
+    );
+
+    let (code, _, err) = config_check(dir.path(), &["--server", "no-equals-sign"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("expected NAME=COMMAND-OR-URL, e.g. --server fs="),
+        "{err}"
+    );
+
+    let out = Command::new(router_bin())
+        .current_dir(dir.path())
+        .args(["--server", "a=x", "--", "python", "server.py"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--server and `-- COMMAND` both name the servers to route to: use one"),
+        "{err}"
+    );
+}

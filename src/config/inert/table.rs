@@ -224,7 +224,7 @@ pub(super) static ROWS: &[Row] = &[
     },
     Row {
         paths: &["direct_clients.enabled"],
-        why: "direct servers cannot be switched off: every entry under servers: is used",
+        why: "direct servers cannot be switched off all at once; switch one off with enabled: false on its entry",
         planned: None,
         quiet: Some(("", true)),
     },

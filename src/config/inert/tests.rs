@@ -10,6 +10,16 @@ use crate::config::{load, FlagOverrides, LoadOptions};
 const LIVE: &[&str] = &[
     "version",
     "servers[].name",
+    // Aggregation: `upstream::spec` skips disabled servers and reads the transport; the
+    // routing core reads the prefix, the filters and the separator.
+    "servers[].enabled",
+    "servers[].prefix",
+    "servers[].transport",
+    "servers[].tools",
+    "servers[].prompts",
+    "servers[].resources",
+    "servers_from",
+    "aggregate.separator",
     "servers[].connection_mode",
     "servers[].command",
     "servers[].args",
@@ -202,6 +212,15 @@ servers:
     command: python server.py
     env: { A: b }
     reconnect: { initial_delay_ms: 10 }
+    prefix: s1
+    tools: { allow: [read_*], deny: [read_secret] }
+    prompts: { deny: [\"*\"] }
+    resources: { allow: [\"file://*\"] }
+  - name: off
+    enabled: false
+    url: https://h/sse
+    transport: streamable-http
+aggregate: { separator: \"-\" }
 local: { request_timeout_ms: 1000, max_concurrent_requests: 5, max_queued_requests: 5,
          max_message_size: 4096, shutdown_grace_ms: 10, read_buffer_size: 4096, write_buffer_size: 4096 }
 direct_clients:
