@@ -433,6 +433,12 @@ fn resources_route_by_uri_and_a_shared_uri_is_made_unique_per_server() {
     );
     h.send(r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"a://only"}}"#);
     assert_eq!(h.pull(A).len(), 1);
+    // An update of the shared URI names it as this server's.
+    let d = h
+        .core
+        .from_upstream(B, 0, msg(r#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///x"}}"#))
+        .unwrap();
+    assert_eq!(json(&d.bytes)["params"]["uri"], "mcp-router://b/file:///x");
 }
 
 #[test]
@@ -824,5 +830,87 @@ mod props {
                 h.core.from_upstream(B, 0, msg(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)));
             }
         }
+    }
+}
+
+#[test]
+fn a_handshake_era_servers_request_reaches_a_2026_client_as_input_required() {
+    let h = stateless_pair();
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"b__y",{META},"arguments":{{}}}}}}"#
+    );
+    h.send(&call);
+    assert_eq!(h.pull(B).len(), 1);
+    // B asks the client while the call runs: the call answers input_required.
+    let d = h
+        .core
+        .from_upstream(B, 0, msg(r#"{"jsonrpc":"2.0","id":7,"method":"elicitation/create","params":{"message":"Name?"}}"#))
+        .unwrap();
+    let v = json(&d.bytes);
+    assert_eq!(v["id"], 2);
+    assert_eq!(v["result"]["resultType"], "input_required");
+    assert_eq!(
+        v["result"]["inputRequests"]["server"],
+        serde_json::json!({"method":"elicitation/create","params":{"message":"Name?"}})
+    );
+    let state = v["result"]["requestState"].as_str().unwrap().to_owned();
+    // The client considers id 2 answered: it may use it again at once.
+    let ping = h.send(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
+    assert!(matches!(ping, ClientDecision::Reply(_)));
+    // Its retry carries the answer: B gets it under its own id; nothing else is sent.
+    let retry = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"b__y",{META},"arguments":{{}},"inputResponses":{{"server":{{"action":"accept","content":{{"name":"Ada"}}}}}},"requestState":"{state}"}}}}"#
+    );
+    assert!(matches!(h.send(&retry), ClientDecision::Accepted));
+    assert_eq!(
+        String::from_utf8_lossy(h.pull(B)[0].raw()),
+        r#"{"jsonrpc":"2.0","id":7,"result":{"action":"accept","content":{"name":"Ada"}}}"#
+    );
+    // The call's result goes to the retry.
+    let d = h
+        .core
+        .from_upstream(B, 0, msg(r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"Hello, Ada"}]}}"#))
+        .unwrap();
+    let v = json(&d.bytes);
+    assert_eq!(v["id"], 3);
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert_eq!(h.core.pending_len(), 0);
+}
+
+#[test]
+fn a_parked_call_that_times_out_answers_its_retry_with_the_timeout() {
+    let h = stateless_pair();
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"b__y",{META}}}}}"#
+    );
+    h.send(&call);
+    h.pull(B);
+    let d = h
+        .core
+        .from_upstream(
+            B,
+            0,
+            msg(r#"{"jsonrpc":"2.0","id":7,"method":"roots/list"}"#),
+        )
+        .unwrap();
+    let state = json(&d.bytes)["result"]["requestState"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The timeout is not sent: the client was answered already.
+    assert!(h
+        .core
+        .expire(Instant::now() + Duration::from_secs(31))
+        .is_empty());
+    let retry = format!(
+        r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"b__y","requestState":"{state}","inputResponses":{{"server":{{"roots":[]}}}}}}}}"#
+    );
+    match h.send(&retry) {
+        ClientDecision::Reply(b) => {
+            let v = json(&b);
+            assert_eq!(v["id"], 4);
+            assert_eq!(v["error"]["data"]["kind"], "timeout");
+        }
+        other => panic!("{other:?}"),
     }
 }

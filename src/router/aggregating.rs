@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::aggregate::input::Resume;
 use super::aggregate::{Avail, OpKind, Part, Plan};
 use super::pending::Key;
+use super::pending::Stage;
 use super::upstreams::{Link, Queued, Tracked};
 use super::{
     cancelled_request_id, error_batch, in_use, ClientDecision, Core, Delivery, SessionId, State,
@@ -120,6 +122,7 @@ impl Core {
                     Plan::Forward(up, m) => self.client_request(st, session, up, m, now),
                     Plan::FanOut(kind, parts) => self.fan_out(st, session, &msg, kind, parts, now),
                     Plan::Broadcast(_) => ClientDecision::Drop,
+                    Plan::Resume(token) => self.resume(st, &msg, &token),
                 }
             }
         }
@@ -241,6 +244,12 @@ impl Core {
         bytes: Bytes,
         failed: bool,
     ) -> Option<Delivery> {
+        if let Some(agg) = st.agg.as_mut() {
+            if agg.inputs.hold(key, bytes.clone()) {
+                // The client considers this call answered: its ending waits for the retry.
+                return None;
+            }
+        }
         let is_part = st.agg.as_ref().is_some_and(|a| a.ops.is_part(key));
         if !is_part {
             return Self::delivery(st, session, bytes);
@@ -368,21 +377,40 @@ impl Core {
             .collect()
     }
 
-    /// A request from server `up` the client cannot take: answered to that server here
-    /// (`true`), never forwarded.
-    pub(super) fn agg_refuse_server_request(
+    /// A request from server `up` for a client that cannot take it (a handshake-era
+    /// server behind a 2026-07-28 client): the one call of the client's running at that
+    /// server is answered `input_required` and parked; with no such call (or several) the
+    /// server is answered with an error. `None`: not for this path.
+    pub(super) fn agg_server_request(
+        &self,
         st: &mut State,
         up: UpstreamId,
         gen: u64,
         msg: &Message,
-    ) -> bool {
-        let Some(reply) = st
-            .agg
-            .as_ref()
-            .and_then(|a| a.refuse_server_request(up, msg))
-        else {
-            return false;
-        };
+    ) -> Option<Option<Delivery>> {
+        let agg = st.agg.as_ref()?;
+        if !agg.translates(up) {
+            return None;
+        }
+        let calls = st.pending.keys_where(|k, e| {
+            k.0 == up
+                && e.stage == Stage::Sent { gen }
+                && matches!(
+                    e.method.as_deref(),
+                    Some("tools/call" | "prompts/get" | "resources/read")
+                )
+                && !agg.inputs.is_parked(k)
+        });
+        if let ([key], false) = (calls.as_slice(), msg.method() == Some("ping")) {
+            let key = key.clone();
+            let entry = st.pending.get(&key)?.clone();
+            st.pending.detach_client(&key);
+            let agg = st.agg.as_mut()?;
+            tracing::info!(upstream = %agg.name(up), method = ?msg.method(), id = %entry.client_id, "a server request for a 2026-07-28 client: its call answers input_required");
+            let bytes = agg.inputs.park(key, &entry.client_id, gen, msg)?;
+            return Some(Self::delivery(st, entry.session, bytes));
+        }
+        let reply = agg.refuse_server_request(up, msg)?;
         if let Ok(m) = Message::parse(reply) {
             st.upstreams[up.0 as usize].push(Queued {
                 msg: m,
@@ -390,7 +418,38 @@ impl Core {
                 only_gen: Some(gen),
             });
         }
-        true
+        Some(None)
+    }
+
+    /// The client retried a parked call: the server gets the client's answer and the
+    /// call goes on under the retry's id (or the retry gets how the call ended meanwhile).
+    fn resume(&self, st: &mut State, retry: &Message, token: &str) -> ClientDecision {
+        let Some(id) = retry.id().cloned() else {
+            return ClientDecision::Drop;
+        };
+        let Some(resumed) = st.agg.as_mut().and_then(|a| a.inputs.resume(token, retry)) else {
+            return ClientDecision::Drop;
+        };
+        match resumed {
+            Resume::Ended(bytes) => match Message::parse(bytes) {
+                Ok(m) => ClientDecision::Reply(m.with_id(&id).into_raw()),
+                Err(_) => ClientDecision::Drop,
+            },
+            Resume::Answer { key, gen, reply } => {
+                if !st.pending.attach_client(&key, id.clone()) {
+                    return ClientDecision::Reply(in_use(&id).to_response(Some(&id)));
+                }
+                let u = &mut st.upstreams[key.0 .0 as usize];
+                if let Ok(m) = Message::parse(reply) {
+                    u.push(Queued {
+                        msg: m,
+                        tracked: Tracked::None,
+                        only_gen: Some(gen),
+                    });
+                }
+                ClientDecision::Accepted
+            }
+        }
     }
 
     /// A server's notification, as the client should see it.

@@ -562,8 +562,8 @@ impl Core {
             Kind::Batch => self.upstream_batch(&mut st, up, gen, msg),
             Kind::Request => {
                 let session = st.upstreams[up.0 as usize].owner?;
-                if Self::agg_refuse_server_request(&mut st, up, gen, &msg) {
-                    return None;
+                if let Some(handled) = self.agg_server_request(&mut st, up, gen, &msg) {
+                    return handled;
                 }
                 let server_id = msg.id().cloned()?;
                 let origin = Origin {

@@ -121,9 +121,41 @@ impl Pending {
     pub fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.deadlines.remove(&entry.deadline);
-        self.by_client
-            .remove(&(entry.session, entry.client_id.clone()));
+        let index = (entry.session, entry.client_id.clone());
+        // A detached entry's client id may name another request of that client by now
+        // (one lookup in the usual case; the rare other one puts it back).
+        if let Some(other) = self.by_client.remove(&index) {
+            if other != *key {
+                self.by_client.insert(index, other);
+            }
+        }
         Some(entry)
+    }
+
+    /// The client considers request `key` answered (it got an `input_required` result)
+    /// while its server still works on it: the client's id is free for reuse.
+    pub fn detach_client(&mut self, key: &Key) {
+        if let Some(e) = self.entries.get(key) {
+            let index = (e.session, e.client_id.clone());
+            if self.by_client.get(&index) == Some(key) {
+                self.by_client.remove(&index);
+            }
+        }
+    }
+
+    /// Request `key` is the client's request `id` from now on (its retry); `false` when
+    /// that id is in flight already.
+    pub fn attach_client(&mut self, key: &Key, id: Id) -> bool {
+        let Some(e) = self.entries.get_mut(key) else {
+            return false;
+        };
+        let index = (e.session, id.clone());
+        if self.by_client.contains_key(&index) {
+            return false;
+        }
+        e.client_id = id;
+        self.by_client.insert(index, key.clone());
+        true
     }
 
     pub fn set_stage(&mut self, key: &Key, stage: Stage) {
@@ -210,6 +242,15 @@ impl Pending {
     }
 
     /// Whether any entry matches `pred`.
+    /// The keys of the entries matching `pred`.
+    pub fn keys_where(&self, mut pred: impl FnMut(&Key, &Entry) -> bool) -> Vec<Key> {
+        self.entries
+            .iter()
+            .filter(|(k, e)| pred(k, e))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     pub fn any(&self, mut pred: impl FnMut(&Key, &Entry) -> bool) -> bool {
         self.entries.iter().any(|(k, e)| pred(k, e))
     }

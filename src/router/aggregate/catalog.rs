@@ -180,6 +180,11 @@ impl Catalog {
         out
     }
 
+    /// Whether more than one server lists `uri` (it is shown per server).
+    pub fn is_shared(&self, uri: &str) -> bool {
+        self.uris.get(uri).is_some_and(|v| v.len() > 1)
+    }
+
     /// Collisions of names found by the last merges, for the log.
     pub fn take_collisions(&mut self) -> Vec<names::Collision> {
         let mut all = self.tools.take_collisions();

@@ -41,39 +41,14 @@ fn result_of(reply: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
-/// The server's `initialize` result, or `None` for an error reply.
-pub fn parse_initialize(reply: &[u8]) -> Option<ServerInfo> {
+/// What a server's `initialize` or `server/discover` result says (`None` for an error
+/// reply): each reads the members it has, the others stay empty.
+fn parse_info(reply: &[u8]) -> Option<ServerInfo> {
     let mut r = result_of(reply)?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     Some(ServerInfo {
-        version: r
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        capabilities: match r.remove("capabilities") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        },
-        instructions: r
-            .get("instructions")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        supported: Vec::new(),
-    })
-}
-
-/// The server's `server/discover` result, or `None` for an error reply.
-pub fn parse_discover(reply: &[u8]) -> Option<ServerInfo> {
-    let mut r = result_of(reply)?;
-    Some(ServerInfo {
-        version: None,
-        capabilities: match r.remove("capabilities") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        },
-        instructions: r
-            .get("instructions")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        version: text(r.get("protocolVersion")),
+        instructions: text(r.get("instructions")),
         supported: r
             .get("supportedVersions")
             .and_then(Value::as_array)
@@ -84,7 +59,21 @@ pub fn parse_discover(reply: &[u8]) -> Option<ServerInfo> {
                     .collect()
             })
             .unwrap_or_default(),
+        capabilities: match r.remove("capabilities") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        },
     })
+}
+
+/// The server's `initialize` result, or `None` for an error reply.
+pub fn parse_initialize(reply: &[u8]) -> Option<ServerInfo> {
+    parse_info(reply)
+}
+
+/// The server's `server/discover` result, or `None` for an error reply.
+pub fn parse_discover(reply: &[u8]) -> Option<ServerInfo> {
+    parse_info(reply)
 }
 
 /// A capability is present if any server has it; flags inside are OR-ed; the list

@@ -12,6 +12,7 @@
 
 pub mod catalog;
 pub mod cursor;
+pub mod input;
 pub mod merge;
 pub mod names;
 pub mod ops;
@@ -63,6 +64,8 @@ pub enum Plan {
     FanOut(OpKind, Vec<(UpstreamId, Message)>),
     /// A notification for each of these servers.
     Broadcast(Vec<UpstreamId>),
+    /// The client's retry of a parked call (see `input`), by its request state.
+    Resume(String),
 }
 
 #[derive(Debug)]
@@ -112,6 +115,8 @@ pub struct Aggregate {
     /// Servers the router just initialized for a 2026-07-28 client: they are owed
     /// `notifications/initialized`.
     bridged: Vec<UpstreamId>,
+    /// Calls parked while their handshake-era server asks a 2026-07-28 client something.
+    pub inputs: input::Inputs,
 }
 
 /// One `subscriptions/listen` stream made of every server's.
@@ -135,6 +140,16 @@ fn id_of(msg: &Message) -> Id {
 
 fn error(kind: ErrorKind, id: &Id, text: String) -> Plan {
     Plan::Reply(RouterError::new(kind, text).to_response(Some(id)))
+}
+
+/// The answer to a request without the string member routing needs.
+fn missing(msg: &Message, id: &Id, path: &[&str]) -> Plan {
+    let text = format!(
+        "{}: {} is missing",
+        msg.method().unwrap_or(""),
+        path.join(".")
+    );
+    error(ErrorKind::InvalidParams, id, text)
 }
 
 /// The string at `path` in `raw`, with its span.
@@ -186,6 +201,7 @@ impl Aggregate {
             listen: None,
             collisions: Vec::new(),
             bridged: Vec::new(),
+            inputs: input::Inputs::default(),
         }
     }
 
@@ -327,21 +343,25 @@ impl Aggregate {
         Bytes::from(out)
     }
 
-    /// A request from server `up` that the client cannot take (a 2026-07-28 client takes
-    /// no server requests): the answer to send that server instead.
+    /// Whether server `up`'s requests must be carried the 2026 way (a handshake-era
+    /// server behind a 2026-07-28 client; see `input`).
+    pub fn translates(&self, up: UpstreamId) -> bool {
+        self.client_era == Era::Stateless
+            && self.servers.get(up.0 as usize).and_then(|s| s.era) != Some(Era::Stateless)
+    }
+
+    /// A request from server `up` that cannot reach the 2026-07-28 client (a `ping`, or
+    /// one that belongs to no single call in flight): the answer to send that server.
     pub fn refuse_server_request(&self, up: UpstreamId, msg: &Message) -> Option<Bytes> {
-        if self.client_era != Era::Stateless {
-            return None;
-        }
         let id = msg.id()?;
         if msg.method() == Some("ping") {
             return Some(merge::result(id, b"{}"));
         }
-        tracing::warn!(upstream = %self.name(up), method = ?msg.method(), "a server request the 2026-07-28 client cannot take; refused");
+        tracing::warn!(upstream = %self.name(up), method = ?msg.method(), "a server request the 2026-07-28 client cannot take (no single call of its is running at that server); refused");
         Some(
             RouterError::new(
                 ErrorKind::MethodNotFound,
-                "the client speaks MCP 2026-07-28, which has no server-to-client requests",
+                "the client speaks MCP 2026-07-28, which takes no server-to-client requests outside a call",
             )
             .to_response(Some(id)),
         )
@@ -406,6 +426,11 @@ impl Aggregate {
                 .is_some_and(|a| *a != Avail::Failed)
         };
         let id = id.clone();
+        if matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+            if let Some(token) = self.inputs.token_of(msg) {
+                return Plan::Resume(token);
+            }
+        }
         match method {
             "ping" => Plan::Reply(merge::result(&id, b"{}")),
             "initialize" => {
@@ -484,15 +509,7 @@ impl Aggregate {
             "prompt"
         };
         let Some((span, shown)) = string_field(msg.raw(), path) else {
-            return error(
-                ErrorKind::InvalidParams,
-                id,
-                format!(
-                    "{}: {} is missing",
-                    msg.method().unwrap_or(""),
-                    path.join(".")
-                ),
-            );
+            return missing(msg, id, path);
         };
         let Some((server, original)) =
             self.catalog
@@ -532,15 +549,7 @@ impl Aggregate {
 
     fn by_uri(&self, msg: &Message, id: &Id, path: &[&str]) -> Plan {
         let Some((span, shown)) = string_field(msg.raw(), path) else {
-            return error(
-                ErrorKind::InvalidParams,
-                id,
-                format!(
-                    "{}: {} is missing",
-                    msg.method().unwrap_or(""),
-                    path.join(".")
-                ),
-            );
+            return missing(msg, id, path);
         };
         let with_resources: Vec<usize> = (0..self.servers.len())
             .filter(|i| {
@@ -855,10 +864,26 @@ impl Aggregate {
         if self.client_era == Era::Stateless {
             return self.stateless_frame(up, msg);
         }
-        if msg.method() != Some("notifications/message") {
-            return Some(msg);
+        match msg.method() {
+            Some("notifications/message") => Some(self.relabel(up, msg)),
+            Some("notifications/resources/updated") => Some(self.shown_uri(up, msg)),
+            _ => Some(msg),
         }
-        Some(self.relabel(up, msg))
+    }
+
+    /// A resource update names the URI as the client was shown it (the per-server form
+    /// when two servers list that URI).
+    fn shown_uri(&self, up: UpstreamId, msg: Message) -> Message {
+        let Some((span, uri)) = string_field(msg.raw(), &["params", "uri"]) else {
+            return msg;
+        };
+        if !self.catalog.is_shared(&uri) {
+            return msg;
+        }
+        let Some(s) = self.servers.get(up.0 as usize) else {
+            return msg;
+        };
+        respliced(&msg, span, &uri::disambiguate(&s.setup.prefix, &uri)).unwrap_or(msg)
     }
 
     fn stateless_frame(&self, up: UpstreamId, msg: Message) -> Option<Message> {

@@ -53,6 +53,13 @@ fn fit(full: &str) -> String {
     out
 }
 
+/// `name` (already fitted, so ASCII) cut short enough to end in `_<n>` within 64.
+fn numbered(name: &str, n: u64) -> String {
+    let suffix = format!("_{n}");
+    let keep = name.len().min(MAX_LEN - suffix.len());
+    format!("{}{suffix}", &name[..keep])
+}
+
 /// 64-bit FNV-1a: tiny, fixed by its definition, so names never change between builds.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -103,10 +110,18 @@ impl Names {
             Some((kept_server, kept_original)) => {
                 let kept = (*kept_server, kept_original.clone());
                 let full = format!("{prefix}{sep}{original}");
-                // Terminates: the candidates are distinct and only finitely many are taken.
+                // Shortened candidates differ only by their 32-bit hashes, which could
+                // (in theory) keep colliding with taken names; past as many tries as names
+                // are taken, candidates differ by their visible number instead, and one of
+                // the next `taken + 1` of those is free, so this always ends.
+                let tries = self.by_exposed.len() as u64 + 2;
                 let mut n: u64 = 2;
                 let variant = loop {
-                    let candidate = fit(&format!("{full}_{n}"));
+                    let candidate = if n <= tries {
+                        fit(&format!("{full}_{n}"))
+                    } else {
+                        numbered(&base, n)
+                    };
                     if !self.by_exposed.contains_key(&candidate) {
                         break candidate;
                     }
@@ -274,6 +289,14 @@ mod tests {
             ]
         );
         assert_eq!(n.take_collisions(), []);
+    }
+
+    #[test]
+    fn numbered_fits() {
+        assert_eq!(numbered("s__t", 7), "s__t_7");
+        let long = "x".repeat(64);
+        assert_eq!(numbered(&long, 12), format!("{}_12", "x".repeat(61)));
+        assert_eq!(numbered(&long, u64::MAX).len(), 64);
     }
 
     #[test]

@@ -398,7 +398,7 @@ proptest! {
     }
 
     #[test]
-    fn quote_is_serde_json(s in any::<String>()) {
+    fn quote_is_serde_json(s in prop_oneof![any::<String>(), "[\\x00-\\x1f\\x7f\"\\\\/é😀a]{0,12}"]) {
         prop_assert_eq!(Some(quote(&s)), serde_json::to_string(&s).ok());
     }
 

@@ -368,3 +368,30 @@ fn members_in_document_order() {
     assert_eq!(members(raw, &["name"]), None);
     assert_eq!(members(b"{\"a\":1", &[]), None);
 }
+
+#[test]
+fn deep_nesting_neither_overflows_nor_panics() {
+    let deep = |n: usize| {
+        let mut v = b"{\"a\":".to_vec();
+        v.extend(std::iter::repeat_n(b'[', n));
+        v.extend(std::iter::repeat_n(b']', n));
+        v.push(b'}');
+        v
+    };
+    // Values are only skipped (serde_json does that without recursing) and each step of
+    // a path parses one level, so any depth passes through, as bytes should.
+    let raw = deep(100_000);
+    assert_eq!(find(&raw, &["a"]), Some(5..200_005));
+    let spans = elements(&raw, &["a"]).unwrap_or_default();
+    assert_eq!((spans.len(), spans.first()), (1, Some(&(6..200_004))));
+    assert_eq!(members(&raw, &[]), Some(vec![("a".to_owned(), 5..200_005)]));
+    assert_eq!(
+        remove_members(&raw, &[], |_| true).as_deref(),
+        Some(&b"{}"[..])
+    );
+    let set = set_member(&raw, &[], "b", b"1").unwrap_or_default();
+    assert_eq!(&set[..7], b"{\"b\":1,");
+    assert_eq!(set.len(), raw.len() + 6);
+    // Unbalanced, it is malformed.
+    assert_eq!(find(&raw[..raw.len() - 2], &["a"]), None);
+}
