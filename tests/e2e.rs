@@ -4,6 +4,8 @@
 #[path = "e2e/support/mod.rs"]
 mod support;
 
+#[path = "e2e/aggregate.rs"]
+mod aggregate;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/detect.rs"]

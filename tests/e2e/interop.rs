@@ -32,6 +32,18 @@ fn scenario(py: &Path, mode: &str, peer: &str, server: &[String], via_router: bo
 
 /// Runs `scenario_client.py --mode MODE --peer PEER ARGS…` and returns its JSON document.
 pub fn run_scenario(py: &Path, mode: &str, peer: &str, args: &[String], label: &str) -> Value {
+    try_run_scenario(py, mode, peer, args, label).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `run_scenario`, with a failed or unparsable run as an error (what it printed, for a
+/// message) instead of a panic.
+pub fn try_run_scenario(
+    py: &Path,
+    mode: &str,
+    peer: &str,
+    args: &[String],
+    label: &str,
+) -> Result<Value, String> {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(py);
     cmd.arg(py_script("scenario_client.py"))
@@ -48,20 +60,41 @@ pub fn run_scenario(py: &Path, mode: &str, peer: &str, args: &[String], label: &
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > SCENARIO_TIMEOUT {
             let _ = child.kill();
-            panic!("scenario {mode}/{peer} ({label}) took over {SCENARIO_TIMEOUT:?}");
+            let _ = child.wait();
+            return Err(format!(
+                "scenario {mode}/{peer} ({label}) took over {SCENARIO_TIMEOUT:?}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "scenario {mode}/{peer} ({label}) failed: {}\nstdout: {stdout:.2000}\nstderr: {:.6000}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("scenario output is not JSON ({e}): {stdout:.500}"))
+    if !out.status.success() {
+        return Err(format!(
+            "scenario {mode}/{peer} ({label}) failed: {}\nstdout: {stdout:.2000}\nstderr: {}",
+            out.status,
+            ends(&String::from_utf8_lossy(&out.stderr), 2000, 5000)
+        ));
+    }
+    serde_json::from_str(&stdout).map_err(|e| {
+        format!("scenario {mode}/{peer} ({label}): output is not JSON ({e}): {stdout:.500}")
+    })
+}
+
+/// The first `head` and the last `tail` bytes of `s` (about: UTF-8 is kept whole), where
+/// what went wrong is said: the router's messages come first, a traceback ends last.
+fn ends(s: &str, head: usize, tail: usize) -> String {
+    if s.len() <= head + tail {
+        return s.to_owned();
+    }
+    let (mut a, mut b) = (head, s.len() - tail);
+    while !s.is_char_boundary(a) {
+        a -= 1;
+    }
+    while !s.is_char_boundary(b) {
+        b += 1;
+    }
+    format!("{}\n[…]\n{}", &s[..a], &s[b..])
 }
 
 fn same_with_and_without_router(mode: &str, peer: &str, server: Vec<String>, py: &Path) {
@@ -94,7 +127,7 @@ pub fn assert_same(mode: &str, peer: &str, direct: &Value, routed: &Value) {
 /// with the right answers. Equal documents prove nothing when every call failed the same way
 /// on both sides (an unknown tool, an error result), which a count of keys cannot see: the
 /// handshake alone always gives `protocol_version`, `server_info` and `instructions`.
-fn assert_exercised(mode: &str, peer: &str, doc: &Value) {
+pub fn assert_exercised(mode: &str, peer: &str, doc: &Value) {
     let answer = |key: &str| {
         let result = &doc[key];
         if result["isError"] == Value::Bool(true) {

@@ -120,17 +120,35 @@ impl RouterProc {
     pub fn start_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> RouterProc {
         let mut cmd = Command::new(router_bin());
         cmd.args(args)
-            .current_dir(dir.path())
             .env("HOME", dir.path())
             .env_remove("MCP_ROUTER_CONFIG")
-            .env("MCP_LOGGING_FORMAT", "text")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("MCP_LOGGING_FORMAT", "text");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn mcp-router");
+        Self::start_cmd(dir, cmd)
+    }
+
+    /// Starts any stdio program the same way (e.g. an MCP server spoken to directly, for
+    /// what it answers without the router in between).
+    pub fn start_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> RouterProc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::start_cmd(dir, cmd)
+    }
+
+    fn start_cmd(dir: tempfile::TempDir, mut cmd: Command) -> RouterProc {
+        cmd.current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
@@ -185,18 +203,27 @@ impl RouterProc {
 
     /// Waits for the response with `id`, returning it and anything else seen before it.
     pub fn response(&self, id: &Value) -> (Value, Vec<Value>) {
+        let (line, others) = self.response_line(id);
+        (serde_json::from_str(&line).unwrap(), others)
+    }
+
+    /// Waits for the response with `id`, returning its line as written (byte for byte)
+    /// and anything else seen before it.
+    pub fn response_line(&self, id: &Value) -> (String, Vec<Value>) {
         let deadline = Instant::now() + WAIT;
         let mut others = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Some(v) = self.recv(left) else {
+            let Some(line) = self.recv_line(left) else {
                 panic!(
                     "no response with id {id} within {WAIT:?}; saw {others:?}\nstderr:\n{}",
                     self.stderr()
                 );
             };
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("a non-JSON line on stdout ({e}): {line:.200}"));
             if v.get("id") == Some(id) && v.get("method").is_none() {
-                return (v, others);
+                return (line, others);
             }
             others.push(v);
         }

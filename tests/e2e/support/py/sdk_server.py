@@ -2,7 +2,11 @@
 
 Used by the interop tests as a real, independently written server. It offers tools (echo,
 add, slow with progress, chatty with log messages, ask_name with elicitation, crash),
-a static resource, a resource template and a prompt. Outputs are deterministic.
+wait_cancel that records its own cancellation), a static resource, a resource template and
+a prompt. Outputs are deterministic.
+
+Env: SDK_CANCEL_LOG names a file to which `wait_cancel` appends its tag (one line) when its
+call is cancelled, so a test can see which server a cancellation reached.
 
 Run: python sdk_server.py --transport stdio
      python sdk_server.py --transport streamable-http --port 8000 [--json-response] [--stateless]
@@ -61,6 +65,13 @@ async def chatty(ctx: Context) -> str:
 
 
 @server.tool()
+async def log_as(logger: str, text: str, ctx: Context) -> str:
+    """Emits one info log message under the logger name `logger`."""
+    await ctx.log("info", text, logger_name=logger)
+    return "logged"
+
+
+@server.tool()
 def ask_name(name: Annotated[Name, Resolve(ask_for_name)]) -> str:
     """Asks the client for a name (elicitation), then greets it."""
     return f"Hello, {name.name}!"
@@ -87,6 +98,22 @@ async def interrupted(ctx: Context) -> str:
 def crash() -> str:
     """Kills the server process mid-request."""
     os._exit(3)
+
+
+@server.tool()
+async def wait_cancel(tag: str, ctx: Context, seconds: float = 20.0) -> str:
+    """Reports progress 0 (when asked for progress: it is waiting now), sleeps up to
+    `seconds`; when the call is cancelled, appends `tag` to $SDK_CANCEL_LOG."""
+    await ctx.report_progress(0, None, f"{tag} waiting")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        log = os.environ.get("SDK_CANCEL_LOG")
+        if log:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(tag + "\n")
+        raise
+    return f"{tag} not cancelled"
 
 
 @server.resource("demo://static", mime_type="text/plain")
