@@ -48,8 +48,9 @@ pub fn parse_server_flag(text: &str) -> Result<ServerFlag, String> {
     let target = if is_url(value) {
         FlagTarget::Url(value.to_owned())
     } else {
-        let words = shell_words::split(value)
-            .map_err(|e| format!("'{value}' cannot be split into words ({e}), {EXAMPLE}"))?;
+        let words = shlex::split(value).ok_or_else(|| {
+            format!("'{value}' cannot be split into words (an unclosed quote or a trailing backslash), {EXAMPLE}")
+        })?;
         FlagTarget::Command(words)
     };
     Ok(ServerFlag {
