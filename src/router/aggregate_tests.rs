@@ -433,6 +433,35 @@ fn resources_route_by_uri_and_a_shared_uri_is_made_unique_per_server() {
     );
     h.send(r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"a://only"}}"#);
     assert_eq!(h.pull(A).len(), 1);
+    // A template both list is shown per server, and what the client makes of it routes.
+    h.send(r#"{"jsonrpc":"2.0","id":4,"method":"resources/templates/list"}"#);
+    h.answer(
+        A,
+        r#"{"resourceTemplates":[{"uriTemplate":"g://{x}","name":"g"}]}"#,
+    );
+    let d = h
+        .answer(B, r#"{"resourceTemplates":[{"uriTemplate":"g://{x}","name":"g"},{"uriTemplate":"b://{y}","name":"h"}]}"#)
+        .unwrap();
+    let v = json(&d.bytes);
+    let shown: Vec<&str> = v["result"]["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uriTemplate"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "mcp-router://a/g://{x}",
+            "mcp-router://b/g://{x}",
+            "b://{y}"
+        ]
+    );
+    h.send(r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"mcp-router://b/g://7"}}"#);
+    assert_eq!(json(h.pull(B)[0].raw())["params"]["uri"], "g://7");
+    h.send(r#"{"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"uri":"b://1"}}"#);
+    assert_eq!(h.pull(B).len(), 1);
+    assert!(h.pull(A).is_empty());
     // An update of the shared URI names it as this server's.
     let d = h
         .core
@@ -576,24 +605,21 @@ fn stateless_pair() -> H {
     h.core.up(B);
     let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{META}}}}}"#);
     assert!(matches!(h.send(&list), ClientDecision::Accepted));
+    let methods = |ms: &[Message]| -> Vec<String> {
+        ms.iter()
+            .map(|m| m.method().unwrap_or("").to_owned())
+            .collect()
+    };
     for up in [A, B] {
+        // The probe goes first, and alone: the request waits for its answer.
         let sent = h.pull(up);
-        assert_eq!(
-            sent.iter()
-                .map(|m| m.method().unwrap_or(""))
-                .collect::<Vec<_>>(),
-            ["server/discover", "tools/list"],
-            "the probe goes first"
-        );
+        assert_eq!(methods(&sent), ["server/discover"]);
         let probe = json(sent[0].raw());
         assert_eq!(
             probe["params"]["_meta"]["io.modelcontextprotocol/clientInfo"]["name"],
             "cli"
         );
-        let (pid, lid) = (
-            sent[0].id().unwrap().as_json().to_owned(),
-            sent[1].id().unwrap().as_json().to_owned(),
-        );
+        let pid = sent[0].id().unwrap().as_json().to_owned();
         let probe_reply = if up == A {
             format!(
                 r#"{{"jsonrpc":"2.0","id":{pid},"result":{{"supportedVersions":["2026-07-28"],"capabilities":{{"tools":{{}}}},"resultType":"complete"}}}}"#
@@ -604,6 +630,28 @@ fn stateless_pair() -> H {
             )
         };
         assert!(h.core.from_upstream(up, 0, msg(&probe_reply)).is_none());
+        if up == B {
+            // B refused discover: the router initializes it with the client's
+            // capabilities, still before the client's request.
+            let init = h.pull(B);
+            assert_eq!(methods(&init), ["initialize"]);
+            let v = json(init[0].raw());
+            assert_eq!(
+                v["params"]["capabilities"],
+                serde_json::json!({"elicitation":{}})
+            );
+            assert_eq!(v["params"]["clientInfo"]["name"], "cli");
+            let id = init[0].id().unwrap().as_json().to_owned();
+            h.core.from_upstream(B, 0, msg(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{"tools":{{}}}}}}}}"#)));
+        }
+        let sent = h.pull(up);
+        let expected: &[&str] = if up == A {
+            &["tools/list"]
+        } else {
+            &["notifications/initialized", "tools/list"]
+        };
+        assert_eq!(methods(&sent), expected);
+        let lid = sent.last().unwrap().id().unwrap().as_json().to_owned();
         let tools = if up == A {
             r#"{"tools":[{"name":"x"}],"resultType":"complete","ttlMs":5,"cacheScope":"private"}"#
         } else {
@@ -622,21 +670,10 @@ fn stateless_pair() -> H {
                 v["result"]["tools"],
                 serde_json::json!([{"name":"a__x"},{"name":"b__y"}])
             );
-            assert_eq!(v["result"]["ttlMs"], 5);
+            // The shortest: B (handshake era) writes none, which means 0.
+            assert_eq!(v["result"]["ttlMs"], 0);
         }
     }
-    // B refused discover: the router initialized it with the client's capabilities.
-    let init = h.pull(B);
-    assert_eq!(init[0].method(), Some("initialize"));
-    let v = json(init[0].raw());
-    assert_eq!(
-        v["params"]["capabilities"],
-        serde_json::json!({"elicitation":{}})
-    );
-    assert_eq!(v["params"]["clientInfo"]["name"], "cli");
-    let id = init[0].id().unwrap().as_json().to_owned();
-    h.core.from_upstream(B, 0, msg(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"2025-11-25","capabilities":{{"tools":{{}}}}}}}}"#)));
-    assert_eq!(h.pull(B)[0].method(), Some("notifications/initialized"));
     h
 }
 

@@ -114,7 +114,11 @@ impl Core {
                     let client_id = self.ids.fresh("probe");
                     let op = agg.ops.start(session, client_id, OpKind::Probe, now);
                     for (up, m) in probe {
-                        self.queue_part(st, session, op, up, m, now);
+                        if self.queue_part(st, session, op, up, m, now).is_some() {
+                            // Nothing else reaches the server before its answer: a
+                            // handshake-era one must be initialized first.
+                            Self::to_front_gated(st, up);
+                        }
                     }
                 }
                 match plan {
@@ -254,8 +258,14 @@ impl Core {
         if !is_part {
             return Self::delivery(st, session, bytes);
         }
-        if !failed {
-            self.bridge_if_refused(st, key, session, &bytes);
+        let era_probe = st
+            .agg
+            .as_ref()
+            .and_then(|a| a.ops.op_of(key))
+            .is_some_and(|(_, k)| matches!(k, OpKind::Probe | OpKind::Discover));
+        let bridging = !failed && self.bridge_if_refused(st, key, session, &bytes);
+        if era_probe && !bridging {
+            st.upstreams[key.0 .0 as usize].set_gate(None);
         }
         let part = if failed {
             Part::Failed(bytes)
@@ -269,7 +279,15 @@ impl Core {
             .map(|a| a.take_bridged())
             .unwrap_or_default();
         for (up, initialized) in bridged {
-            let _ = self.client_notification(st, session, up, initialized);
+            // Right after the initialize, before what the gate held back.
+            let u = &mut st.upstreams[up.0 as usize];
+            u.session.observe_client(&initialized);
+            u.push_front(Queued {
+                msg: initialized,
+                tracked: Tracked::None,
+                only_gen: None,
+            });
+            u.set_gate(None);
         }
         out
     }
@@ -299,19 +317,44 @@ impl Core {
     /// A server that refused `server/discover` speaks only the handshake era: for a
     /// 2026-07-28 client the router initializes it itself, as a part of the same
     /// fan-out request (so a client's discover answer includes that server).
-    fn bridge_if_refused(&self, st: &mut State, key: &Key, session: SessionId, bytes: &Bytes) {
-        let Some(agg) = st.agg.as_ref() else { return };
+    fn bridge_if_refused(
+        &self,
+        st: &mut State,
+        key: &Key,
+        session: SessionId,
+        bytes: &Bytes,
+    ) -> bool {
+        let Some(agg) = st.agg.as_ref() else {
+            return false;
+        };
         let Some((op, kind)) = agg.ops.op_of(key) else {
-            return;
+            return false;
         };
         if !agg.bridges(kind) || crate::wire::rewrite::find(bytes, &["error"]).is_none() {
-            return;
+            return false;
         }
         let Some(init) = agg.bridge_initialize() else {
-            return;
+            return false;
         };
         tracing::info!(upstream = %agg.name(key.0), "server speaks only the handshake era: initializing it for the 2026-07-28 client");
-        self.queue_part(st, session, op, key.0, init, Instant::now());
+        if self
+            .queue_part(st, session, op, key.0, init, Instant::now())
+            .is_none()
+        {
+            return false;
+        }
+        Self::to_front_gated(st, key.0);
+        true
+    }
+
+    /// The message just queued for `up` goes first, and alone: the gate holds the rest
+    /// until its answer.
+    fn to_front_gated(st: &mut State, up: UpstreamId) {
+        let u = &mut st.upstreams[up.0 as usize];
+        if let Some(q) = u.outbox.pop_back() {
+            u.outbox.push_front(q);
+        }
+        u.set_gate(Some(1));
     }
 
     /// Fan-out requests whose own deadline passed: answered with what they have.

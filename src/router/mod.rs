@@ -665,7 +665,13 @@ impl Core {
             return false;
         }
         while out.len() < max {
+            if u.gate == Some(0) {
+                break;
+            }
             let Some(q) = u.outbox.pop_front() else { break };
+            if let Some(n) = u.gate.as_mut() {
+                *n -= 1;
+            }
             if q.only_gen.is_some_and(|g| g != gen) {
                 continue;
             }
@@ -755,6 +761,7 @@ impl Core {
             u.link = Link::Down;
         }
         u.outbox.retain(|q| q.only_gen.is_none());
+        u.gate = None;
         st.reverse.forget(up, Some(gen));
         st.pending.forget_abandoned(up, Some(gen));
         let lost = st

@@ -53,6 +53,9 @@ pub struct Upstream {
     pub wake: Arc<Notify>,
     /// The client session its server-initiated messages go to.
     pub owner: Option<SessionId>,
+    /// While set, how many more messages the writer may take (aggregation: the client's
+    /// requests wait behind the router's probe of which era this server speaks).
+    pub gate: Option<usize>,
 }
 
 impl Upstream {
@@ -65,7 +68,20 @@ impl Upstream {
             session: UpstreamSession::default(),
             wake: Arc::new(Notify::new()),
             owner: None,
+            gate: None,
         }
+    }
+
+    /// Queues `q` first: before anything already waiting.
+    pub fn push_front(&mut self, q: Queued) {
+        self.outbox.push_front(q);
+        self.wake.notify_one();
+    }
+
+    /// Lets only the next `n` messages through (`None`: everything).
+    pub fn set_gate(&mut self, n: Option<usize>) {
+        self.gate = n;
+        self.wake.notify_one();
     }
 
     pub fn is_up(&self) -> bool {

@@ -113,6 +113,13 @@ impl Catalog {
                     ListKind::Resources if self.uris.get(&text).is_some_and(|v| v.len() > 1) => {
                         uri::disambiguate(page.prefix, &text)
                     }
+                    // A template two servers list: shown per server like a URI, so what
+                    // the client makes of it names the server (`restore` routes it).
+                    ListKind::Templates
+                        if self.templates.iter().filter(|(_, t)| *t == text).count() > 1 =>
+                    {
+                        uri::disambiguate(page.prefix, &text)
+                    }
                     _ => return None,
                 };
                 Some((s, shown))
