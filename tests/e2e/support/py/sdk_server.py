@@ -101,7 +101,7 @@ def crash() -> str:
 
 
 @server.tool()
-async def wait_cancel(tag: str, ctx: Context, seconds: float = 20.0) -> str:
+async def wait_cancel(tag: str, ctx: Context, seconds: float = 20) -> str:
     """Reports progress 0 (when asked for progress: it is waiting now), sleeps up to
     `seconds`; when the call is cancelled, appends `tag` to $SDK_CANCEL_LOG."""
     await ctx.report_progress(0, None, f"{tag} waiting")
