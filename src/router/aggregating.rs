@@ -192,13 +192,7 @@ impl Core {
                         &key.1,
                         "cancelled by the client",
                     );
-                    if let Ok(msg) = Message::parse(notice) {
-                        u.push(Queued {
-                            msg,
-                            tracked: Tracked::None,
-                            only_gen: Some(gen),
-                        });
-                    }
+                    u.push_for(gen, notice);
                 }
                 st.pending.abandon(key, gen);
             }
@@ -454,13 +448,7 @@ impl Core {
             return Some(Self::delivery(st, entry.session, bytes));
         }
         let reply = agg.refuse_server_request(up, msg)?;
-        if let Ok(m) = Message::parse(reply) {
-            st.upstreams[up.0 as usize].push(Queued {
-                msg: m,
-                tracked: Tracked::None,
-                only_gen: Some(gen),
-            });
-        }
+        st.upstreams[up.0 as usize].push_for(gen, reply);
         Some(None)
     }
 
@@ -482,14 +470,7 @@ impl Core {
                 if !st.pending.attach_client(&key, id.clone()) {
                     return ClientDecision::Reply(in_use(&id).to_response(Some(&id)));
                 }
-                let u = &mut st.upstreams[key.0 .0 as usize];
-                if let Ok(m) = Message::parse(reply) {
-                    u.push(Queued {
-                        msg: m,
-                        tracked: Tracked::None,
-                        only_gen: Some(gen),
-                    });
-                }
+                st.upstreams[key.0 .0 as usize].push_for(gen, reply);
                 ClientDecision::Accepted
             }
         }

@@ -870,17 +870,10 @@ impl Core {
                 Stage::Sent { gen } => {
                     if gen == u.gen && u.is_up() {
                         late = Some(gen);
-                        // Built here, so it always parses; a failure would only lose the
-                        // courtesy notice, never the client's error reply.
+                        // A courtesy notice: losing it never loses the client's error reply.
                         let notice =
                             cancelled_notification(&wire, "request timed out in mcp-router");
-                        if let Ok(msg) = Message::parse(notice) {
-                            u.push(Queued {
-                                msg,
-                                tracked: Tracked::None,
-                                only_gen: Some(gen),
-                            });
-                        }
+                        u.push_for(gen, notice);
                     }
                     format!("request timeout after {}", fmt_secs(secs))
                 }

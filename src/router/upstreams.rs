@@ -72,6 +72,19 @@ impl Upstream {
         }
     }
 
+    /// Queues `bytes` (a message the router wrote: an answer or notice for the server)
+    /// for connection `gen` only; a writer of another connection drops it.
+    pub fn push_for(&mut self, gen: u64, bytes: bytes::Bytes) {
+        // The router's own messages always parse; a failure would only lose this one.
+        if let Ok(msg) = Message::parse(bytes) {
+            self.push(Queued {
+                msg,
+                tracked: Tracked::None,
+                only_gen: Some(gen),
+            });
+        }
+    }
+
     /// Queues `q` first: before anything already waiting.
     pub fn push_front(&mut self, q: Queued) {
         self.outbox.push_front(q);
