@@ -1,5 +1,7 @@
 //! The bundled example MCP server: tools `echo`, `add`, `sleep`, `large`, one resource and
-//! one prompt, over newline-delimited JSON-RPC on stdio.
+//! one prompt, over newline-delimited JSON-RPC on stdio. `--tools N` offers N more tools,
+//! `tool_000`, `tool_001`, … (small schemas; each echoes its `text` like `echo`), so
+//! benchmarks can list many tools.
 //!
 //! It exists so the quickstart needs nothing outside this repository, and so benchmarks
 //! have an upstream that is never the bottleneck: blocking, buffered std I/O on one thread
@@ -10,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufWriter, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,6 +22,9 @@ use serde_json::{json, Value};
 const HANDSHAKE_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 const STATELESS_VERSION: &str = "2026-07-28";
 const VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// How many extra tools (`--tools N`) this server offers; set once at start.
+static EXTRA_TOOLS: OnceLock<usize> = OnceLock::new();
 
 #[derive(Deserialize)]
 struct Request<'a> {
@@ -45,7 +50,24 @@ enum Outcome {
 }
 
 fn main() {
-    let verbose = std::env::args().any(|a| a == "--verbose");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let verbose = args.iter().any(|a| a == "--verbose");
+    let extra = args
+        .iter()
+        .position(|a| a == "--tools")
+        .and_then(|i| args.get(i + 1).map(String::as_str))
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--tools=")));
+    if let Some(n) = extra {
+        match n.parse::<usize>() {
+            Ok(n) => {
+                let _ = EXTRA_TOOLS.set(n);
+            }
+            Err(_) => {
+                eprintln!("echo_server: --tools wants a number, got {n:?}");
+                std::process::exit(2);
+            }
+        }
+    }
     eprintln!("echo_server: mcp-router example server ready on stdio");
     let out = Arc::new(Mutex::new(BufWriter::new(std::io::stdout())));
     let cancelled: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -191,6 +213,10 @@ fn handle(line: &str) -> Outcome {
                     let text = args.get("text").and_then(Value::as_str).unwrap_or("");
                     complete(text_content(text))
                 }
+                extra if is_extra_tool(extra, extra_tools()) => {
+                    let text = args.get("text").and_then(Value::as_str).unwrap_or("");
+                    complete(text_content(text))
+                }
                 "add" => {
                     let a = args.get("a").and_then(Value::as_f64).unwrap_or(0.0);
                     let b = args.get("b").and_then(Value::as_f64).unwrap_or(0.0);
@@ -288,7 +314,38 @@ fn format_number(n: f64) -> String {
     }
 }
 
-fn tools() -> Value {
+/// The tool list: built once (the extra tools included), so listing costs this server only
+/// the serialization.
+fn tools() -> &'static Value {
+    static TOOLS: OnceLock<Value> = OnceLock::new();
+    TOOLS.get_or_init(|| tool_list(extra_tools()))
+}
+
+fn extra_tools() -> usize {
+    EXTRA_TOOLS.get().copied().unwrap_or(0)
+}
+
+/// The four tools, then `extra` more: `tool_000`, `tool_001`, ….
+fn tool_list(extra: usize) -> Value {
+    let mut tools = base_tools();
+    if let Value::Array(list) = &mut tools {
+        list.extend((0..extra).map(|i| {
+            json!({"name": format!("tool_{i:03}"), "description": format!("Extra tool {i}: returns its text"),
+                   "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
+        }));
+    }
+    tools
+}
+
+/// `tool_NNN`, as `tool_list(extra)` names it.
+fn is_extra_tool(name: &str, extra: usize) -> bool {
+    name.strip_prefix("tool_")
+        .filter(|n| n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|i| i < extra && name == format!("tool_{i:03}"))
+}
+
+fn base_tools() -> Value {
     json!([
         {"name": "echo", "description": "Returns its text",
          "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
@@ -352,6 +409,26 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&json!("2026-07-28")));
+    }
+
+    #[test]
+    fn extra_tools_are_named_in_order_and_callable_by_name() {
+        let list = tool_list(3);
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["echo", "add", "sleep", "large", "tool_000", "tool_001", "tool_002"]
+        );
+        assert!(is_extra_tool("tool_002", 3));
+        assert!(!is_extra_tool("tool_003", 3));
+        assert!(!is_extra_tool("tool_2", 3));
+        assert!(!is_extra_tool("tool_0002", 3));
+        assert_eq!(tool_list(1000)[1003]["name"], "tool_999");
     }
 
     #[test]

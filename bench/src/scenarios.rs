@@ -1,5 +1,6 @@
-//! The scenarios: startup, sequential latency, throughput at a window, large round trips,
-//! memory. Each returns one JSON object; `run` runs them in a fixed order on one process.
+//! The scenarios: startup, memory idle after the handshake, sequential latency, tools/list
+//! round trips, throughput at a window, large round trips, memory. Each returns one JSON
+//! object; `run` runs them in a fixed order on one process.
 
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,20 @@ pub struct RunArgs {
     /// Free-form tag carried into every line (e.g. the CPU pinning).
     #[arg(long, default_value = "")]
     pub tag: String,
-    /// Sequential requests timed one by one.
+    /// The tool every `tools/call` names (e.g. `one__echo` through an aggregating router).
+    #[arg(long, default_value = "echo")]
+    pub tool: String,
+    /// Right after the handshake: one `tools/list`, a second idle, then the memory of the
+    /// process under test (`idle` line).
+    #[arg(long)]
+    pub idle_rss: bool,
+    /// `tools/list` round trips timed one by one, after the warm-up (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub list: usize,
+    /// Sequential requests timed one by one (0: none).
     #[arg(long, default_value_t = 5000)]
     pub requests: usize,
-    /// Requests sent per throughput scenario.
+    /// Requests sent per throughput scenario (0: none).
     #[arg(long, default_value_t = 50_000)]
     pub throughput_requests: usize,
     /// Windows (requests in flight) to measure throughput at.
@@ -48,11 +59,26 @@ pub struct RunArgs {
 }
 
 const WARMUP: usize = 500;
+/// Untimed `tools/list` round trips before the timed ones.
+const LIST_WARMUP: usize = 20;
 
-fn echo_request(id: u64, text: &str) -> String {
+fn echo_request(tool: &str, id: u64, text: &str) -> String {
     format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"{text}"}}}}}}"#
     )
+}
+
+fn list_request(id: u64) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{}}}}"#)
+}
+
+/// Sends `tools/list` and checks it came back as a result; returns the reply.
+fn list_tools(sut: &mut dyn Transport, id: u64) -> anyhow::Result<String> {
+    let reply = sut.call(&list_request(id))?;
+    if !reply.contains("\"result\"") {
+        bail!("tools/list {id} failed: {reply}");
+    }
+    Ok(reply)
 }
 
 fn connect(args: &RunArgs) -> anyhow::Result<Box<dyn Transport>> {
@@ -82,9 +108,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Vec<Value>> {
     let memory = |sut: &dyn Transport| sut.pid().map(memory_kib).transpose();
 
     let mut next_id = 1u64;
+    if args.idle_rss {
+        list_tools(sut.as_mut(), next_id)?;
+        next_id += 1;
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some((rss, _)) = memory(sut.as_ref())? {
+            let mut line = base("idle");
+            line["rss_kib"] = json!(rss);
+            lines.push(line);
+        }
+    }
     // Warm up caches, allocators and connection pools before anything is timed.
     for _ in 0..WARMUP {
-        round_trip(sut.as_mut(), next_id, "warm")?;
+        round_trip(sut.as_mut(), &args.tool, next_id, "warm")?;
         next_id += 1;
     }
     if let Some((rss, _)) = memory(sut.as_ref())? {
@@ -93,24 +129,42 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Vec<Value>> {
         lines.push(line);
     }
 
-    let mut samples = Vec::with_capacity(args.requests);
-    for _ in 0..args.requests {
-        let t = Instant::now();
-        round_trip(sut.as_mut(), next_id, "ping")?;
-        samples.push(t.elapsed());
-        next_id += 1;
+    if args.list > 0 {
+        let mut reply = String::new();
+        for _ in 0..LIST_WARMUP {
+            reply = list_tools(sut.as_mut(), next_id)?;
+            next_id += 1;
+        }
+        let listed: Value = serde_json::from_str(&reply).context("tools/list reply")?;
+        let tools = listed["result"]["tools"].as_array().map_or(0, Vec::len);
+        let mut samples = Vec::with_capacity(args.list);
+        for _ in 0..args.list {
+            let t = Instant::now();
+            list_tools(sut.as_mut(), next_id)?;
+            samples.push(t.elapsed());
+            next_id += 1;
+        }
+        let mut line = timings(base("list"), samples);
+        line["tools"] = json!(tools);
+        line["reply_bytes"] = json!(reply.len());
+        lines.push(line);
     }
-    samples.sort_unstable();
-    let mut line = base("latency");
-    line["n"] = json!(samples.len());
-    for (name, q) in [("p50_us", 0.50), ("p90_us", 0.90), ("p99_us", 0.99)] {
-        line[name] = json!(us(quantile(&samples, q)));
-    }
-    line["max_us"] = json!(us(samples.last().copied().unwrap_or_default()));
-    lines.push(line);
 
-    let make = |id: u64| echo_request(id, "load");
-    for &window in &args.windows {
+    if args.requests > 0 {
+        let mut samples = Vec::with_capacity(args.requests);
+        for _ in 0..args.requests {
+            let t = Instant::now();
+            round_trip(sut.as_mut(), &args.tool, next_id, "ping")?;
+            samples.push(t.elapsed());
+            next_id += 1;
+        }
+        lines.push(timings(base("latency"), samples));
+    }
+
+    // Owned: `Make` closures are 'static (the pipelines hand them to threads).
+    let tool = args.tool.clone();
+    let make = move |id: u64| echo_request(&tool, id, "load");
+    for &window in args.windows.iter().filter(|_| args.throughput_requests > 0) {
         let n = args.throughput_requests;
         let t = Instant::now();
         let errors = sut.pipeline(&make, next_id, window.max(1), n)?;
@@ -145,7 +199,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Vec<Value>> {
     for &mib in args.large_mib.iter().filter(|m| **m > 0) {
         let text = "a".repeat(mib << 20);
         let t = Instant::now();
-        let reply_len = sut.call(&echo_request(next_id, &text))?.len();
+        let reply_len = sut.call(&echo_request(&args.tool, next_id, &text))?.len();
         let elapsed = t.elapsed();
         next_id += 1;
         if reply_len < text.len() {
@@ -168,8 +222,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Vec<Value>> {
     Ok(lines)
 }
 
-fn round_trip(sut: &mut dyn Transport, id: u64, text: &str) -> anyhow::Result<()> {
-    let reply = sut.call(&echo_request(id, text))?;
+/// `line` with the count and the p50/p90/p99/max of `samples`.
+fn timings(mut line: Value, mut samples: Vec<Duration>) -> Value {
+    samples.sort_unstable();
+    line["n"] = json!(samples.len());
+    for (name, q) in [("p50_us", 0.50), ("p90_us", 0.90), ("p99_us", 0.99)] {
+        line[name] = json!(us(quantile(&samples, q)));
+    }
+    line["max_us"] = json!(us(samples.last().copied().unwrap_or_default()));
+    line
+}
+
+fn round_trip(sut: &mut dyn Transport, tool: &str, id: u64, text: &str) -> anyhow::Result<()> {
+    let reply = sut.call(&echo_request(tool, id, text))?;
     if !reply.contains("\"result\"") {
         bail!("request {id} failed: {reply}");
     }
