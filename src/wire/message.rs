@@ -182,6 +182,48 @@ impl Message {
         &self.items
     }
 
+    /// The same message with the JSON value at `span` (inside `params`, `result` or
+    /// `error`, never the id or method) replaced by the JSON value `value`. The envelope is
+    /// carried over rather than parsed again (aggregation's name splice is on every routed
+    /// call); `None` when `span` is out of range or touches the id. A batch is re-parsed.
+    pub fn spliced(&self, span: std::ops::Range<usize>, value: &[u8]) -> Option<Message> {
+        if span.start > span.end || span.end > self.raw.len() {
+            return None;
+        }
+        let mut raw = Vec::with_capacity(self.raw.len() - span.len() + value.len());
+        raw.extend_from_slice(&self.raw[..span.start]);
+        raw.extend_from_slice(value);
+        raw.extend_from_slice(&self.raw[span.end..]);
+        if self.kind == Kind::Batch {
+            return Message::parse(Bytes::from(raw)).ok();
+        }
+        let id_span = match self.id_span {
+            Some((s, e)) if e <= span.start => Some((s, e)),
+            Some((s, e)) if s >= span.end => {
+                let moved = |x: usize| x - span.len() + value.len();
+                Some((moved(s), moved(e)))
+            }
+            Some(_) => return None,
+            None => None,
+        };
+        let out = Message {
+            raw: Bytes::from(raw),
+            kind: self.kind,
+            id: self.id.clone(),
+            id_span,
+            method: self.method.clone(),
+            items: Vec::new(),
+        };
+        debug_assert!(
+            Message::parse(out.raw.clone()).is_ok_and(|m| m.kind == out.kind
+                && m.id == out.id
+                && m.id_span == out.id_span
+                && m.method == out.method),
+            "spliced: the edit changed the envelope or broke the JSON"
+        );
+        Some(out)
+    }
+
     /// The same message under another id, spliced into the original bytes.
     pub fn with_id(&self, id: &Id) -> Message {
         match self.id_span {
@@ -301,6 +343,54 @@ mod tests {
 
     fn parse(s: &str) -> Result<Message, ParseError> {
         Message::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// Splices `value` over the first occurrence of `what` in `m`.
+    fn splice_over(m: &Message, what: &str, value: &str) -> Option<Message> {
+        let at = m
+            .raw()
+            .windows(what.len())
+            .position(|w| w == what.as_bytes())?;
+        m.spliced(at..at + what.len(), value.as_bytes())
+    }
+
+    #[test]
+    fn spliced_keeps_the_envelope_and_moves_an_id_after_the_edit() {
+        let before = parse(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"one__echo"}}"#,
+        )
+        .unwrap();
+        let m = splice_over(&before, r#""one__echo""#, r#""echo""#).unwrap();
+        assert_eq!(
+            &m.raw()[..],
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}"#
+        );
+        assert_eq!((m.kind(), m.method()), (Kind::Request, Some("tools/call")));
+        assert_eq!(m.id().map(Id::as_json), Some("7"));
+
+        // The id comes after the edit: its span moves, so a later id splice still lands.
+        let after = parse(
+            r#"{"params":{"name":"one__echo"},"id":"a","method":"tools/call","jsonrpc":"2.0"}"#,
+        )
+        .unwrap();
+        let m = splice_over(&after, r#""one__echo""#, r#""e""#).unwrap();
+        let renamed = m.with_id(&Id::router_owned("r-1"));
+        assert_eq!(
+            &renamed.raw()[..],
+            br#"{"params":{"name":"e"},"id":"r-1","method":"tools/call","jsonrpc":"2.0"}"#
+        );
+        let reparsed = Message::parse(renamed.raw().clone()).unwrap();
+        assert_eq!(reparsed.id(), renamed.id());
+    }
+
+    #[test]
+    fn spliced_refuses_an_edit_of_the_id_or_out_of_range() {
+        let m = parse(r#"{"jsonrpc":"2.0","id":12,"method":"x","params":{}}"#).unwrap();
+        assert!(splice_over(&m, "12", "13").is_none());
+        assert!(m.spliced(0..m.raw().len() + 1, b"1").is_none());
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 5..2;
+        assert!(m.spliced(backwards, b"1").is_none());
     }
 
     #[test]

@@ -20,7 +20,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 
 /// A byte range inside a JSON text.
@@ -224,8 +226,14 @@ fn object(raw: &[u8], span: Span) -> Option<(usize, Vec<Member<'_>>)> {
 fn locate(raw: &[u8], path: &[&str]) -> Option<Span> {
     let mut span = trimmed(raw);
     for step in path {
-        let (_, members) = object(raw, span)?;
-        span = members.into_iter().rev().find(|m| m.key == *step)?.value;
+        let part = raw.get(span)?;
+        if part.first() != Some(&b'{') {
+            return None;
+        }
+        let mut de = serde_json::Deserializer::from_slice(part);
+        let value = Pick(step).deserialize(&mut de).ok()??;
+        de.end().ok()?;
+        span = offset_of(raw, value)?;
     }
     Some(span)
 }
@@ -297,6 +305,36 @@ impl<'de> Deserialize<'de> for Obj<'de> {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// The value of one key of an object (the last one when the key repeats), the others
+/// validated and skipped. Every routed call looks up `params.name` this way: no member
+/// list is built, nothing is allocated unless a key has escapes.
+struct Pick<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for Pick<'_> {
+    type Value = Option<&'de RawValue>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Pick<'_> {
+    type Value = Option<&'de RawValue>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(Key(k)) = map.next_key()? {
+            if k == self.0 {
+                found = Some(map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
     }
 }
 

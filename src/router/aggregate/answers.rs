@@ -56,7 +56,7 @@ impl Aggregate {
                     };
                     let reply = part.bytes();
                     if let Some((_, c)) = string_field(reply, &["result", "nextCursor"]) {
-                        next.push((s.setup.name.as_str(), c));
+                        next.push((s.setup.name.as_str(), c.into_owned()));
                     }
                     let filter = match kind {
                         ListKind::Tools => &s.setup.tools,

@@ -200,22 +200,22 @@ impl Catalog {
     }
 
     /// The server and original name behind a tool or prompt name the client used.
-    pub fn resolve_name(
-        &self,
+    pub fn resolve_name<'a>(
+        &'a self,
         kind: ListKind,
-        shown: &str,
+        shown: &'a str,
         sep: &str,
         prefixes: &[&str],
-    ) -> Option<(usize, String)> {
+    ) -> Option<(usize, &'a str)> {
         let names = match kind {
             ListKind::Tools => &self.tools,
             ListKind::Prompts => &self.prompts,
             _ => return None,
         };
         if let Some((s, original)) = names.resolve(shown) {
-            return Some((s, original.to_owned()));
+            return Some((s, original));
         }
-        names::split_prefixed(shown, sep, prefixes).map(|(s, o)| (s, o.to_owned()))
+        names::split_prefixed(shown, sep, prefixes)
     }
 
     /// The server a resource URI belongs to, and the URI to send it when the client used

@@ -111,6 +111,10 @@ impl Inputs {
 
     /// Whether `msg` is the retry of a parked call (its `params.requestState`).
     pub fn token_of(&self, msg: &Message) -> Option<String> {
+        if self.parked.is_empty() {
+            // The common case, and every routed call asks: no parse at all.
+            return None;
+        }
         let span = rewrite::find(msg.raw(), &["params", "requestState"])?;
         let token = rewrite::string_at(msg.raw(), span)?;
         self.parked

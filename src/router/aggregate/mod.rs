@@ -21,6 +21,8 @@ pub mod names;
 pub mod ops;
 pub mod uri;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use super::session::Era;
@@ -156,9 +158,9 @@ fn missing(msg: &Message, id: &Id, path: &[&str]) -> Plan {
 }
 
 /// The string at `path` in `raw`, with its span.
-fn string_field(raw: &[u8], path: &[&str]) -> Option<(rewrite::Span, String)> {
+fn string_field<'a>(raw: &'a [u8], path: &[&str]) -> Option<(rewrite::Span, Cow<'a, str>)> {
     let span = rewrite::find(raw, path)?;
-    let text = rewrite::string_at(raw, span.clone())?.into_owned();
+    let text = rewrite::string_at(raw, span.clone())?;
     Some((span, text))
 }
 
@@ -172,12 +174,7 @@ fn bridge_initialized() -> Message {
 
 /// `msg` with the string at `span` replaced by `text`.
 fn respliced(msg: &Message, span: rewrite::Span, text: &str) -> Option<Message> {
-    let q = rewrite::quote(text);
-    Message::parse(Bytes::from(rewrite::splice(
-        msg.raw(),
-        &[(span, q.as_bytes())],
-    )))
-    .ok()
+    msg.spliced(span, rewrite::quote(text).as_bytes())
 }
 
 impl Aggregate {
@@ -379,7 +376,7 @@ impl Aggregate {
         } else {
             &s.setup.prompts
         };
-        if !filter.allows(&original) {
+        if !filter.allows(original) {
             return error(
                 ErrorKind::InvalidParams,
                 id,
@@ -389,7 +386,7 @@ impl Aggregate {
                 ),
             );
         }
-        match respliced(msg, span, &original) {
+        match respliced(msg, span, original) {
             Some(m) => Plan::Forward(UpstreamId(server as u32), m),
             None => error(
                 ErrorKind::InvalidRequest,
