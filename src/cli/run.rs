@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::config::{Config, Loaded};
 use crate::frontend::fd::{Input, Output};
 use crate::frontend::stdio::{read_client, write_client, ReaderEnd};
-use crate::router::{send_all, AggregateSetup, Core, Limits, ServerSetup};
+use crate::router::{send_all, Admission, AggregateSetup, Core, Limits, ServerSetup};
 use crate::wire::{ErrorKind, RouterError};
 use crate::{router, shutdown, telemetry, upstream};
 
@@ -83,7 +83,9 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
             core.aggregate(aggregate_setup(&cfg, &names));
         }
         for spec in resolved {
-            let port = core.port(core.add_upstream(&spec.name));
+            let up = core.add_upstream(&spec.name);
+            core.set_admission(up, Admission { max_concurrent: local.max_concurrent_requests });
+            let port = core.port(up);
             upstream::spawn(spec, port, upstream_stop.clone(), &tracker).map_err(anyhow::Error::msg)?;
         }
         let (to_client, client_rx) = mpsc::channel(CHANNEL_DEPTH);

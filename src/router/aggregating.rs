@@ -211,7 +211,7 @@ impl Core {
         m: Message,
         now: Instant,
     ) -> Option<Key> {
-        let limit = self.outbox_limit(&st.upstreams[up.0 as usize]);
+        let limit = self.outbox_limit(st, up);
         let u = &mut st.upstreams[up.0 as usize];
         if matches!(u.link, Link::Failed(_)) || u.outbox.len() >= limit {
             return None;
@@ -220,11 +220,7 @@ impl Core {
         let m = m.with_id(&wire);
         let method = m.method().map(Into::into);
         u.session.observe_client(&m);
-        u.push(Queued {
-            msg: m,
-            tracked: Tracked::One(wire.clone()),
-            only_gen: None,
-        });
+        u.push(Queued::new(m, Tracked::One(wire.clone())));
         self.track(st, (up, wire.clone()), session, wire.clone(), method, now);
         if let Some(agg) = st.agg.as_mut() {
             agg.ops.add_part(op, (up, wire.clone()));
@@ -242,8 +238,14 @@ impl Core {
         bytes: Bytes,
         failed: bool,
     ) -> Option<Delivery> {
+        if let Some(u) = st.upstreams.get(key.0 .0 as usize) {
+            // A slot may have freed up for a request held back by the concurrency limit.
+            if !u.outbox.is_empty() && u.max_concurrent != usize::MAX {
+                u.wake.notify_one();
+            }
+        }
         if let Some(agg) = st.agg.as_mut() {
-            if agg.inputs.hold(key, bytes.clone()) {
+            if agg.inputs.hold(key, &bytes) {
                 // The client considers this call answered: its ending waits for the retry.
                 return None;
             }
@@ -276,11 +278,7 @@ impl Core {
             // Right after the initialize, before what the gate held back.
             let u = &mut st.upstreams[up.0 as usize];
             u.session.observe_client(&initialized);
-            u.push_front(Queued {
-                msg: initialized,
-                tracked: Tracked::None,
-                only_gen: None,
-            });
+            u.push_front(Queued::new(initialized, Tracked::None));
             u.set_gate(None);
         }
         out
@@ -485,7 +483,7 @@ impl Core {
     }
 }
 
-fn availability(st: &State) -> Vec<Avail> {
+fn availability(st: &State) -> smallvec::SmallVec<[Avail; 8]> {
     st.upstreams
         .iter()
         .map(|u| match u.link {

@@ -11,6 +11,7 @@
 //! another. Upstreams reach it only through their [`Port`]. Pass-through stays the fast
 //! path: with one session the wire id is the client's id and nothing is rewritten.
 
+mod admission;
 pub mod aggregate;
 mod aggregating;
 pub mod ids;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::wire::error::cancelled_notification;
 use crate::wire::id::splice;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
+pub use admission::Admission;
 pub use aggregate::{ServerSetup, Setup as AggregateSetup};
 use ids::Ids;
 use pending::{NewEntry, Pending, Stage};
@@ -241,14 +243,6 @@ impl Core {
         }
     }
 
-    fn outbox_limit(&self, u: &Upstream) -> usize {
-        if u.is_up() {
-            self.limits.max_queued_requests.max(LIVE_OUTBOX)
-        } else {
-            self.limits.max_queued_requests
-        }
-    }
-
     fn client_request(
         &self,
         st: &mut State,
@@ -275,7 +269,7 @@ impl Core {
         } else {
             id.clone()
         };
-        let limit = self.outbox_limit(&st.upstreams[up.0 as usize]);
+        let limit = self.outbox_limit(st, up);
         let u = &mut st.upstreams[up.0 as usize];
         u.session.observe_client(&msg);
         if let Link::Failed(err) = &u.link {
@@ -287,11 +281,7 @@ impl Core {
         }
         let method = msg.method().map(Into::into);
         let msg = if wire == id { msg } else { msg.with_id(&wire) };
-        u.push(Queued {
-            msg,
-            tracked: Tracked::One(wire.clone()),
-            only_gen: None,
-        });
+        u.push(Queued::new(msg, Tracked::One(wire.clone())));
         self.track(st, (up, wire), session, id, method, now);
         ClientDecision::Accepted
     }
@@ -353,7 +343,7 @@ impl Core {
         if let Link::Failed(err) = &u.link {
             return refuse(&err.clone());
         }
-        let limit = self.outbox_limit(u);
+        let limit = self.outbox_limit(st, up);
         if u.outbox.len() >= limit {
             return refuse(&RouterError::new(
                 ErrorKind::QueueFull,
@@ -361,11 +351,7 @@ impl Core {
             ));
         }
         let ids: Box<[Id]> = members.iter().map(|(id, _)| id.clone()).collect();
-        st.upstreams[up.0 as usize].push(Queued {
-            msg,
-            tracked: Tracked::Many(ids),
-            only_gen: None,
-        });
+        st.upstreams[up.0 as usize].push(Queued::new(msg, Tracked::Many(ids)));
         for (id, method) in members {
             self.track(st, (up, id.clone()), session, id, method, now);
         }
@@ -421,6 +407,7 @@ impl Core {
                 }
             }
         }
+        let limit = self.outbox_limit(st, up);
         let u = &mut st.upstreams[up.0 as usize];
         u.session.observe_client(&msg);
         match &u.link {
@@ -438,14 +425,13 @@ impl Core {
                 ClientDecision::Drop
             }
             _ => {
-                if u.outbox.len() >= self.outbox_limit(u) {
+                if u.outbox.len() >= limit {
                     tracing::warn!(upstream = %u.name, method = ?msg.method(), "queue full: dropping client notification");
                     return ClientDecision::Drop;
                 }
                 u.push(Queued {
-                    msg,
-                    tracked: Tracked::None,
                     only_gen,
+                    ..Queued::new(msg, Tracked::None)
                 });
                 ClientDecision::Accepted
             }
@@ -473,9 +459,8 @@ impl Core {
             msg.with_id(&origin.server_id)
         };
         u.push(Queued {
-            msg,
-            tracked: Tracked::None,
             only_gen: Some(origin.gen),
+            ..Queued::new(msg, Tracked::None)
         });
         ClientDecision::Accepted
     }
@@ -657,6 +642,11 @@ impl Core {
 
     /// Moves up to `max` messages from `up`'s outbox into `out` for connection `gen`;
     /// `false` when that connection is no longer the current one (its writer must stop).
+    ///
+    /// Requests leave in order, and only while fewer than the upstream's
+    /// `max_concurrent` are in flight and their rate-limit time has come; the first one
+    /// held back holds back every request after it, while notifications and answers
+    /// behind it still go (a cancellation must not wait for a slot).
     pub fn pull(&self, up: UpstreamId, gen: u64, out: &mut Vec<Message>, max: usize) -> bool {
         let mut st = self.lock();
         let st = &mut *st;
@@ -664,17 +654,35 @@ impl Core {
         if !u.is_up() || u.gen != gen {
             return false;
         }
-        while out.len() < max {
+        let mut in_flight = st.pending.sent(up);
+        let mut now = None;
+        let mut held = false;
+        let mut i = 0;
+        while out.len() < max && i < u.outbox.len() {
             if u.gate == Some(0) {
                 break;
             }
-            let Some(q) = u.outbox.pop_front() else { break };
+            let q = &u.outbox[i];
+            let requests = q.requests();
+            if requests > 0 {
+                let full = in_flight > 0 && in_flight + requests > u.max_concurrent;
+                let early = q
+                    .not_before
+                    .is_some_and(|t| t > *now.get_or_insert_with(Instant::now));
+                if held || full || early {
+                    held = true;
+                    i += 1;
+                    continue;
+                }
+            }
+            let Some(q) = u.outbox.remove(i) else { break };
             if let Some(n) = u.gate.as_mut() {
                 *n -= 1;
             }
             if q.only_gen.is_some_and(|g| g != gen) {
                 continue;
             }
+            in_flight += requests;
             match &q.tracked {
                 Tracked::None => {}
                 Tracked::One(id) => st.pending.set_stage(&(up, id.clone()), Stage::Sent { gen }),
@@ -741,11 +749,7 @@ impl Core {
             for id in ids {
                 pending.set_stage(&(up, id), Stage::Queued);
             }
-            u.outbox.push_front(Queued {
-                msg,
-                tracked,
-                only_gen: None,
-            });
+            u.outbox.push_front(Queued::new(msg, tracked));
         }
     }
 
@@ -1014,6 +1018,8 @@ fn cancelled_request(raw: &Bytes) -> Option<(Id, (usize, usize))> {
     }
 }
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod aggregate_props;
 #[cfg(test)]

@@ -53,6 +53,10 @@ pub struct Pending {
     /// that upstream until it does or that connection ends. Key → (gen, seq).
     abandoned: HashMap<Key, (u64, u64)>,
     abandoned_order: BTreeMap<u64, Key>,
+    /// Entries a writer took (`Stage::Sent`), per upstream index: what the concurrency
+    /// limit counts. Kept here, where every stage change and removal happens, so no
+    /// ending can be missed.
+    sent: Vec<usize>,
 }
 
 /// What a new entry records.
@@ -112,8 +116,12 @@ impl Pending {
             stage: Stage::Queued,
             deadline,
         };
+        let up = new.key.0;
         if let Some(old) = self.entries.insert(new.key, entry) {
             self.deadlines.remove(&old.deadline);
+            if matches!(old.stage, Stage::Sent { .. }) {
+                self.count_sent(up, false);
+            }
         }
         earliest
     }
@@ -121,6 +129,9 @@ impl Pending {
     pub fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.deadlines.remove(&entry.deadline);
+        if matches!(entry.stage, Stage::Sent { .. }) {
+            self.count_sent(key.0, false);
+        }
         let index = (entry.session, entry.client_id.clone());
         // A detached entry's client id may name another request of that client by now
         // (one lookup in the usual case; the rare other one puts it back).
@@ -159,9 +170,31 @@ impl Pending {
     }
 
     pub fn set_stage(&mut self, key: &Key, stage: Stage) {
-        if let Some(e) = self.entries.get_mut(key) {
-            e.stage = stage;
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
+        let (was, is) = (
+            matches!(e.stage, Stage::Sent { .. }),
+            matches!(stage, Stage::Sent { .. }),
+        );
+        e.stage = stage;
+        if was != is {
+            self.count_sent(key.0, is);
         }
+    }
+
+    /// Requests of upstream `up` a writer took and no reply settled yet.
+    pub fn sent(&self, up: UpstreamId) -> usize {
+        self.sent.get(up.0 as usize).copied().unwrap_or(0)
+    }
+
+    fn count_sent(&mut self, up: UpstreamId, more: bool) {
+        let i = up.0 as usize;
+        if self.sent.len() <= i {
+            self.sent.resize(i + 1, 0);
+        }
+        let n = &mut self.sent[i];
+        *n = if more { *n + 1 } else { n.saturating_sub(1) };
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -302,6 +335,31 @@ mod tests {
     }
 
     #[test]
+    fn sent_counts_every_stage_change_and_every_way_out() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        for n in 1..=4 {
+            p.insert(new(n, t0, n.into()));
+            p.set_stage(&(UP, id(n)), Stage::Sent { gen: 1 });
+        }
+        p.set_stage(&(UP, id(1)), Stage::Sent { gen: 2 });
+        assert_eq!(p.sent(UP), 4);
+        p.set_stage(&(UP, id(4)), Stage::Queued);
+        assert_eq!(p.sent(UP), 3);
+        p.remove(&(UP, id(2)));
+        assert_eq!(p.sent(UP), 2);
+        p.take_expired(t0 + Duration::from_secs(1));
+        assert_eq!(p.sent(UP), 1);
+        p.insert(new(3, t0, 9));
+        assert_eq!(
+            p.sent(UP),
+            0,
+            "an entry replaced under its key is no longer sent"
+        );
+        assert_eq!(p.sent(UpstreamId(7)), 0);
+    }
+
+    #[test]
     fn take_where_selects_by_upstream_and_stage() {
         let t0 = Instant::now();
         let mut p = Pending::default();
@@ -314,6 +372,7 @@ mod tests {
         p.set_stage(&(UpstreamId(1), id(3)), Stage::Sent { gen: 1 });
         let sent = p.take_where(|k, e| k.0 == UP && matches!(e.stage, Stage::Sent { gen: 1 }));
         assert_eq!(sent.len(), 1);
+        assert_eq!((p.sent(UP), p.sent(UpstreamId(1))), (0, 1));
         assert!(p.contains(&(UP, id(2))));
         assert!(p.contains(&(UpstreamId(1), id(3))));
     }

@@ -3,25 +3,25 @@
 
 use super::*;
 
-fn msg(s: &str) -> Message {
+pub(super) fn msg(s: &str) -> Message {
     Message::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
 }
 
-fn json(b: &Bytes) -> serde_json::Value {
+pub(super) fn json(b: &Bytes) -> serde_json::Value {
     serde_json::from_slice(b).unwrap()
 }
 
 /// A core with `n` upstreams and one client session.
-struct H {
-    core: Core,
-    s: SessionId,
+pub(super) struct H {
+    pub(super) core: Core,
+    pub(super) s: SessionId,
     _rx: mpsc::Receiver<Bytes>,
 }
 
-const A: UpstreamId = UpstreamId(0);
-const B: UpstreamId = UpstreamId(1);
+pub(super) const A: UpstreamId = UpstreamId(0);
+pub(super) const B: UpstreamId = UpstreamId(1);
 
-fn core(queue: usize, n: usize) -> H {
+pub(super) fn core(queue: usize, n: usize) -> H {
     let core = Core::new(Limits {
         request_timeout: Duration::from_secs(30),
         max_queued_requests: queue,
@@ -35,10 +35,10 @@ fn core(queue: usize, n: usize) -> H {
 }
 
 impl H {
-    fn send(&self, up: UpstreamId, m: &str, now: Instant) -> ClientDecision {
+    pub(super) fn send(&self, up: UpstreamId, m: &str, now: Instant) -> ClientDecision {
         self.core.from_client_to(self.s, up, msg(m), now)
     }
-    fn pull(&self, up: UpstreamId, gen: u64) -> Vec<Message> {
+    pub(super) fn pull(&self, up: UpstreamId, gen: u64) -> Vec<Message> {
         let mut out = Vec::new();
         assert!(
             self.core.pull(up, gen, &mut out, 100),
@@ -46,7 +46,7 @@ impl H {
         );
         out
     }
-    fn reply(&self, up: UpstreamId, gen: u64, m: &str) -> Option<Delivery> {
+    pub(super) fn reply(&self, up: UpstreamId, gen: u64, m: &str) -> Option<Delivery> {
         self.core.from_upstream(up, gen, msg(m))
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -39,6 +40,29 @@ pub struct Queued {
     /// Meant for that connection only (a client's answer to its server request, a
     /// cancellation of a request it carried): dropped if another one pulls it.
     pub only_gen: Option<u64>,
+    /// Not to be taken before then (a request waiting for its rate-limit token).
+    pub not_before: Option<Instant>,
+}
+
+impl Queued {
+    /// A message for whichever connection pulls it, at once.
+    pub fn new(msg: Message, tracked: Tracked) -> Self {
+        Self {
+            msg,
+            tracked,
+            only_gen: None,
+            not_before: None,
+        }
+    }
+
+    /// How many requests it carries (what the concurrency limit counts).
+    pub fn requests(&self) -> usize {
+        match &self.tracked {
+            Tracked::None => 0,
+            Tracked::One(_) => 1,
+            Tracked::Many(ids) => ids.len(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -56,6 +80,8 @@ pub struct Upstream {
     /// While set, how many more messages the writer may take (aggregation: the client's
     /// requests wait behind the router's probe of which era this server speaks).
     pub gate: Option<usize>,
+    /// Requests in flight at once, at most (`max_concurrent_requests`); more wait here.
+    pub max_concurrent: usize,
 }
 
 impl Upstream {
@@ -69,6 +95,7 @@ impl Upstream {
             wake: Arc::new(Notify::new()),
             owner: None,
             gate: None,
+            max_concurrent: usize::MAX,
         }
     }
 
@@ -78,9 +105,8 @@ impl Upstream {
         // The router's own messages always parse; a failure would only lose this one.
         if let Ok(msg) = Message::parse(bytes) {
             self.push(Queued {
-                msg,
-                tracked: Tracked::None,
                 only_gen: Some(gen),
+                ..Queued::new(msg, Tracked::None)
             });
         }
     }

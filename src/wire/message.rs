@@ -187,25 +187,43 @@ impl Message {
     /// carried over rather than parsed again (aggregation's name splice is on every routed
     /// call); `None` when `span` is out of range or touches the id. A batch is re-parsed.
     pub fn spliced(&self, span: std::ops::Range<usize>, value: &[u8]) -> Option<Message> {
+        self.spliced_with(span, value.len(), |out| out.extend_from_slice(value))
+    }
+
+    /// [`Message::spliced`] with the new value written by `write` straight into the new
+    /// message (`hint`: about how many bytes it writes), so quoting a string costs no
+    /// buffer of its own.
+    pub fn spliced_with(
+        &self,
+        span: std::ops::Range<usize>,
+        hint: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<Message> {
         if span.start > span.end || span.end > self.raw.len() {
             return None;
         }
-        let mut raw = Vec::with_capacity(self.raw.len() - span.len() + value.len());
+        if self
+            .id_span
+            .is_some_and(|(s, e)| s < span.end && span.start < e)
+        {
+            return None;
+        }
+        let mut raw = Vec::with_capacity(self.raw.len() - span.len() + hint);
         raw.extend_from_slice(&self.raw[..span.start]);
-        raw.extend_from_slice(value);
+        write(&mut raw);
+        let written = raw.len() - span.start;
         raw.extend_from_slice(&self.raw[span.end..]);
         if self.kind == Kind::Batch {
             return Message::parse(Bytes::from(raw)).ok();
         }
-        let id_span = match self.id_span {
-            Some((s, e)) if e <= span.start => Some((s, e)),
-            Some((s, e)) if s >= span.end => {
-                let moved = |x: usize| x - span.len() + value.len();
-                Some((moved(s), moved(e)))
+        let id_span = self.id_span.map(|(s, e)| {
+            if e <= span.start {
+                (s, e)
+            } else {
+                let moved = |x: usize| x - span.len() + written;
+                (moved(s), moved(e))
             }
-            Some(_) => return None,
-            None => None,
-        };
+        });
         let out = Message {
             raw: Bytes::from(raw),
             kind: self.kind,

@@ -90,36 +90,41 @@ pub fn splice(raw: &[u8], edits: &[(Span, &[u8])]) -> Vec<u8> {
 /// `"` `\` and the C0 controls escaped, `\b \t \n \f \r` by name, the others as `\u00xx`
 /// in lowercase hex; everything else, non-ASCII included, verbatim).
 pub fn quote(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    quote_into(&mut out, s);
+    // Only ASCII escapes were added to valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`quote`], appended to `out`.
+pub fn quote_into(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+    out.push(b'"');
     let mut plain = 0;
     for (i, b) in s.bytes().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            0x0c => "\\f",
-            b'\r' => "\\r",
-            0x00..=0x1f => "",
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
+            0x00..=0x1f => b"",
             _ => continue,
         };
-        // Only ASCII bytes are escaped, so `plain..i` always lies on char boundaries.
-        out.push_str(&s[plain..i]);
+        out.extend_from_slice(&s.as_bytes()[plain..i]);
         if esc.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
         } else {
-            out.push_str(esc);
+            out.extend_from_slice(esc);
         }
         plain = i + 1;
     }
-    out.push_str(&s[plain..]);
-    out.push('"');
-    out
+    out.extend_from_slice(&s.as_bytes()[plain..]);
+    out.push(b'"');
 }
 
 /// `raw` (a JSON object text) with member `"key":value_json` set in the object at `path`:

@@ -200,12 +200,14 @@ impl Catalog {
     }
 
     /// The server and original name behind a tool or prompt name the client used.
-    pub fn resolve_name<'a>(
+    /// `prefixes` is asked for only when the name was never listed (the common case
+    /// of a listed name costs no allocation).
+    pub fn resolve_name<'a, 'p>(
         &'a self,
         kind: ListKind,
         shown: &'a str,
         sep: &str,
-        prefixes: &[&str],
+        prefixes: impl FnOnce() -> Vec<&'p str>,
     ) -> Option<(usize, &'a str)> {
         let names = match kind {
             ListKind::Tools => &self.tools,
@@ -215,7 +217,7 @@ impl Catalog {
         if let Some((s, original)) = names.resolve(shown) {
             return Some((s, original));
         }
-        names::split_prefixed(shown, sep, prefixes)
+        names::split_prefixed(shown, sep, &prefixes())
     }
 
     /// The server a resource URI belongs to, and the URI to send it when the client used

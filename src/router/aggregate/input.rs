@@ -99,12 +99,16 @@ impl Inputs {
     }
 
     /// A parked call ended: kept for the retry. `false` when `key` is not parked.
-    pub fn hold(&mut self, key: &Key, ending: Bytes) -> bool {
+    pub fn hold(&mut self, key: &Key, ending: &Bytes) -> bool {
+        if self.by_key.is_empty() {
+            // Every reply asks: nothing parked is the common case.
+            return false;
+        }
         let Some(token) = self.by_key.remove(key) else {
             return false;
         };
         if let Some(p) = self.parked.get_mut(&token) {
-            p.held = Some(ending);
+            p.held = Some(ending.clone());
         }
         true
     }
@@ -201,8 +205,8 @@ mod tests {
         inputs
             .park(key.clone(), &Id::from_raw_json("1"), 0, &asked)
             .unwrap();
-        assert!(inputs.hold(&key, Bytes::from_static(b"ended")));
-        assert!(!inputs.hold(&key, Bytes::new()));
+        assert!(inputs.hold(&key, &Bytes::from_static(b"ended")));
+        assert!(!inputs.hold(&key, &Bytes::new()));
         let retry = msg(
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"requestState":"mcp-router-input-1"}}"#,
         );

@@ -174,7 +174,7 @@ fn bridge_initialized() -> Message {
 
 /// `msg` with the string at `span` replaced by `text`.
 fn respliced(msg: &Message, span: rewrite::Span, text: &str) -> Option<Message> {
-    msg.spliced(span, rewrite::quote(text).as_bytes())
+    msg.spliced_with(span, text.len() + 2, |out| rewrite::quote_into(out, text))
 }
 
 impl Aggregate {
@@ -360,9 +360,9 @@ impl Aggregate {
         let Some((span, shown)) = string_field(msg.raw(), path) else {
             return missing(msg, id, path);
         };
-        let Some((server, original)) =
-            self.catalog
-                .resolve_name(kind, &shown, &self.sep, &self.prefixes())
+        let Some((server, original)) = self
+            .catalog
+            .resolve_name(kind, &shown, &self.sep, || self.prefixes())
         else {
             return error(
                 ErrorKind::InvalidParams,

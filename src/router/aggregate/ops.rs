@@ -202,7 +202,8 @@ impl Ops {
     }
 
     pub fn is_part(&self, key: &Key) -> bool {
-        self.parts.contains_key(key)
+        // Every reply asks, and no fan-out is in flight is the common case: skip hashing.
+        !self.parts.is_empty() && self.parts.contains_key(key)
     }
 
     /// The fan-out request `key` is a part of, and its kind.
@@ -213,7 +214,7 @@ impl Ops {
 
     /// Whether `session` has a fan-out request in flight under `id`.
     pub fn client_has(&self, session: SessionId, id: &Id) -> bool {
-        self.by_client.contains_key(&(session, id.clone()))
+        !self.by_client.is_empty() && self.by_client.contains_key(&(session, id.clone()))
     }
 
     /// Whether a part of `kind` for `up` is still outstanding.
