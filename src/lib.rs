@@ -11,7 +11,8 @@
 //! auth/              gateway credentials: mod.rs (Bearer | Mtls | OAuth2), oauth.rs (token cache)
 //! cli/               commands (run, version, config check [--list-tools]); the only anyhow user
 //! config/            validated plain structs + load(file, env, flags); raw, env, validate, render,
-//!                    mcp_json (other clients' mcpServers JSON), flags (--server), filter (globs)
+//!                    mcp_json (other clients' mcpServers JSON), flags (--server), filter (globs),
+//!                    resilience (rate limit, breaker, pool), endpoints (gateway endpoints, balancing)
 //! frontend/          the client's side: stdio.rs (reader; sole stdout writer), fd.rs
 //! router/            the routing core, decides, never does I/O: mod.rs (Core: identities in,
 //!                    deliveries out), upstreams.rs (outbox per upstream), pending.rs,

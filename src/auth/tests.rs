@@ -3,11 +3,23 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{RawAuth, RawPool, ReconnectPolicy};
+use crate::config::{GatewayEndpoint, LoadBalancer, PoolConfig, RawAuth, ReconnectPolicy};
 
 pub(super) fn gateway(auth_type: &str, auth: RawAuth) -> GatewayConfig {
     GatewayConfig {
-        endpoints: vec!["wss://gateway.example:8443".into()],
+        endpoints: vec![GatewayEndpoint {
+            url: "wss://gateway.example:8443".into(),
+            auth_type: auth_type.into(),
+            auth: auth.clone(),
+            timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(30),
+            reconnect: ReconnectPolicy::default(),
+            pool: Some(PoolConfig::default()),
+            tls: TlsConfig::default(),
+            weight: 1,
+            priority: 1,
+            tags: vec!["default".into()],
+        }],
         protocol_preference: "websocket".into(),
         auto_select: true,
         auth_type: auth_type.into(),
@@ -15,11 +27,14 @@ pub(super) fn gateway(auth_type: &str, auth: RawAuth) -> GatewayConfig {
         timeout: Duration::from_secs(5),
         keepalive_interval: Duration::from_secs(30),
         reconnect: ReconnectPolicy::default(),
-        pool: RawPool::default(),
+        pool: Some(PoolConfig::default()),
         tls: TlsConfig::default(),
         framing: "mcpb".into(),
         tcp_notifications: false,
         default_namespace: "default".into(),
+        load_balancer: LoadBalancer::default(),
+        circuit_breaker: None,
+        namespace_routing: None,
     }
 }
 

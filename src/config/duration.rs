@@ -1,5 +1,9 @@
 //! Durations as users write them: Go duration strings (`30s`, `1m30s`, `500ms`, `1.5h`)
 //! or a bare integer of milliseconds. Parsing only; no defaults live here.
+//!
+//! One key counts whole seconds when it is a bare number: the Go router's
+//! `rate_limit.window_size` (an `int` of seconds there), read as [`ConfigSeconds`] so an
+//! existing file's `window_size: 60` keeps meaning a minute.
 
 use std::fmt;
 use std::time::Duration;
@@ -116,6 +120,42 @@ impl Serialize for ConfigDuration {
     }
 }
 
+/// A duration whose bare number counts seconds (`60`, `"60"`); a string with a unit is a
+/// Go duration (`1m`, `500ms`) as everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigSeconds(pub Duration);
+
+/// Like [`parse`], but a bare number is seconds.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse(text),
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Secs(u64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Secs(secs) => Ok(ConfigSeconds(Duration::from_secs(secs))),
+            Either::Text(t) => parse_seconds(&t)
+                .map(ConfigSeconds)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ConfigSeconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +172,18 @@ mod tests {
         assert!(parse("5 minutes").unwrap_err().contains("unknown unit"));
         assert!(parse("1.5").unwrap_err().contains("needs a unit"));
         assert!(parse("s").is_err());
+    }
+
+    #[test]
+    fn a_bare_number_of_seconds_is_seconds() {
+        assert_eq!(parse_seconds("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_seconds("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_seconds("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_seconds("soon").is_err());
+        let read = |y: &str| serde_yaml_ng::from_str::<ConfigSeconds>(y).map(|s| s.0);
+        assert_eq!(read("60").ok(), Some(Duration::from_secs(60)));
+        assert_eq!(read("\"2s\"").ok(), Some(Duration::from_secs(2)));
+        assert!(read("-1").is_err());
     }
 
     #[test]

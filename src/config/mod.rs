@@ -4,10 +4,12 @@
 //! start-up. Nothing outside `config/` reads the environment, the YAML or the `mcpServers`
 //! JSON other clients use (`mcp_json.rs`). The serde mirror of what users write lives in
 //! `raw.rs`; the `MCP_*` table in `env.rs`; the server filters in `filter.rs`; the
-//! command-line server shorthands in `flags.rs`. This module never does network I/O and
-//! never starts tasks.
+//! command-line server shorthands in `flags.rs`; the rate limit, circuit breaker and pool
+//! settings in `resilience.rs`; the gateway's endpoints, load balancer and namespace
+//! routing in `endpoints.rs`. This module never does network I/O and never starts tasks.
 
 mod duration;
+mod endpoints;
 mod env;
 mod filter;
 mod flags;
@@ -16,6 +18,7 @@ mod load;
 mod mcp_json;
 mod raw;
 mod render;
+mod resilience;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -25,12 +28,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use endpoints::{GatewayEndpoint, LoadBalancer, NamespaceRouting, NamespaceRule, Strategy};
 pub use env::{EnvVar, Kind as EnvKind, ENV_VARS};
 pub use filter::{glob_match, ItemFilter};
 pub use flags::{parse_server_flag, FlagTarget, ServerFlag};
 pub use load::{load, ConfigError, FlagOverrides, LoadOptions, Loaded};
-pub use raw::{RawAdvanced, RawAuth, RawDirect, RawGatewayPool, RawPool, RawRateLimit, RawTracing};
+pub use raw::{RawAdvanced, RawAuth, RawDirect, RawGatewayPool, RawTracing};
 pub use render::render_effective;
+pub use resilience::{CircuitBreaker, PoolConfig, RateLimit};
 pub use validate::CIPHER_SUITES;
 
 /// The whole, validated configuration.
@@ -44,7 +49,8 @@ pub struct Config {
     pub aggregate: AggregateConfig,
     /// The remote gateway, when one is configured (`gateway.url` or `gateway.endpoints`).
     pub gateway: Option<GatewayConfig>,
-    /// The Go router's multi-gateway shape: accepted and validated, kept as written.
+    /// The Go router's multi-gateway shape as written (validated; its endpoints and
+    /// policies are in `gateway`, `service_discovery` only here).
     pub gateway_pool: Option<RawGatewayPool>,
     #[serde(rename = "direct_clients")]
     pub direct: DirectConfig,
@@ -113,13 +119,16 @@ pub struct Secrets {
 /// The gateway connection settings (validated; used by the gateway upstream).
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayConfig {
-    /// In order of preference: `gateway.url` first, then `gateway.endpoints[].url`.
-    #[serde(serialize_with = "render::masked_urls")]
-    pub endpoints: Vec<String>,
+    /// In order of preference: `gateway.url` first, then `gateway.endpoints[]` (with only
+    /// `gateway_pool:`, its `endpoints[]`), each with its settings resolved.
+    pub endpoints: Vec<GatewayEndpoint>,
     /// `websocket` or `tcp`.
     pub protocol_preference: String,
     pub auto_select: bool,
-    /// `bearer`, `mtls` or `oauth2`.
+    /// The gateway's own auth, connection and TLS settings below (`gateway.auth`,
+    /// `gateway.connection`, `gateway.tls`; with only `gateway_pool:`, its first
+    /// endpoint's): what every endpoint without its own uses. `auth_type`: `bearer`,
+    /// `mtls` or `oauth2`.
     pub auth_type: String,
     pub auth: RawAuth,
     #[serde(rename = "timeout_ms", serialize_with = "render::millis")]
@@ -127,13 +136,23 @@ pub struct GatewayConfig {
     #[serde(rename = "keepalive_interval_ms", serialize_with = "render::millis")]
     pub keepalive_interval: Duration,
     pub reconnect: ReconnectPolicy,
-    pub pool: RawPool,
+    /// `None`: `pool.enabled: false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolConfig>,
     pub tls: TlsConfig,
     /// `mcpb` (default) or `legacy`.
     pub framing: String,
     pub tcp_notifications: bool,
     /// Namespace for methods that name none (`gateway_pool.default_namespace`).
     pub default_namespace: String,
+    /// `gateway_pool.load_balancer` (its defaults when not given).
+    pub load_balancer: LoadBalancer,
+    /// `gateway_pool.circuit_breaker`, one breaker per endpoint; `None`: off (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// `gateway_pool.namespace_routing`; `None`: off (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_routing: Option<NamespaceRouting>,
 }
 
 /// `aggregate:`: how the names of several servers' items are told apart.
@@ -245,6 +264,23 @@ pub struct ServerConfig {
     pub prompts: ItemFilter,
     #[serde(skip_serializing_if = "ItemFilter::is_empty")]
     pub resources: ItemFilter,
+    /// Requests in flight to this server at once, ≥ 1; `None`: `local.max_concurrent_requests`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<usize>,
+    /// A token bucket for this server's requests; `None`: no limit of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// `None`: no breaker (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+impl ServerConfig {
+    /// This server's concurrency limit: its own, else `local.max_concurrent_requests`.
+    pub fn max_concurrent(&self, local: &LocalConfig) -> usize {
+        self.max_concurrent_requests
+            .unwrap_or(local.max_concurrent_requests)
+    }
 }
 
 /// The transport a URL server was declared with. Validation guarantees the URL's scheme
@@ -350,8 +386,9 @@ pub struct LocalConfig {
     /// its stdin is closed, before it is killed.
     #[serde(rename = "shutdown_grace_ms", serialize_with = "render::millis")]
     pub shutdown_grace: Duration,
-    /// Token bucket for client requests (off unless enabled or a rate is given).
-    pub rate_limit: RawRateLimit,
+    /// Token bucket for every client request; `None`: off (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for LocalConfig {
@@ -364,7 +401,7 @@ impl Default for LocalConfig {
             read_buffer_size: 65_536,
             write_buffer_size: 65_536,
             shutdown_grace: Duration::from_millis(2_000),
-            rate_limit: RawRateLimit::default(),
+            rate_limit: None,
         }
     }
 }
@@ -401,3 +438,6 @@ mod tests;
 
 #[cfg(test)]
 mod servers_tests;
+
+#[cfg(test)]
+mod resilience_tests;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
-use super::duration::ConfigDuration;
+use super::duration::{ConfigDuration, ConfigSeconds};
 
 /// Free-form YAML accepted for compatibility.
 pub type Opaque = Option<Value>;
@@ -107,6 +107,13 @@ pub struct RawServer {
     pub tools: Option<RawFilter>,
     pub prompts: Option<RawFilter>,
     pub resources: Option<RawFilter>,
+    /// Ours: this server's requests in flight at once (instead of
+    /// `local.max_concurrent_requests`).
+    pub max_concurrent_requests: Option<u64>,
+    /// Ours: a token bucket for this server's requests, shaped like `local.rate_limit`.
+    pub rate_limit: Option<RawRateLimit>,
+    /// Ours: a circuit breaker for this server, shaped like `gateway_pool.circuit_breaker`.
+    pub circuit_breaker: Option<RawBreaker>,
     /// Where the entry came from when not `servers:` (`servers.json: mcpServers.github`),
     /// for messages; never read from or written to a file.
     #[serde(skip)]
@@ -226,7 +233,7 @@ pub struct RawGatewayPool {
     pub default_namespace: Option<String>,
     pub load_balancer: Option<RawLoadBalancer>,
     pub service_discovery: Option<RawServiceDiscovery>,
-    pub circuit_breaker: Option<RawPoolBreaker>,
+    pub circuit_breaker: Option<RawBreaker>,
     pub namespace_routing: Option<RawNamespaceRouting>,
 }
 
@@ -251,7 +258,7 @@ pub struct RawServiceDiscovery {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct RawPoolBreaker {
+pub struct RawBreaker {
     pub enabled: Option<bool>,
     pub failure_threshold: Option<i64>,
     pub recovery_timeout: Option<ConfigDuration>,
@@ -410,7 +417,10 @@ pub struct RawRateLimit {
     #[serde(alias = "requests_per_sec")]
     pub requests_per_second: Option<f64>,
     pub burst: Option<i64>,
-    pub window_size: Option<i64>,
+    /// Go's unit is whole seconds (`60`); a Go duration (`1m`) works too.
+    pub window_size: Option<ConfigSeconds>,
+    /// Ours: how long a request may wait for a token before it is refused.
+    pub max_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -506,6 +516,9 @@ impl RawConfig {
     pub fn known_paths() -> Vec<String> {
         let sample = RawConfig {
             servers: Some(vec![RawServer {
+                reconnect: Some(RawReconnect::default()),
+                rate_limit: Some(RawRateLimit::default()),
+                circuit_breaker: Some(RawBreaker::default()),
                 auth: Some(RawAuth::default()),
                 tls: Some(RawTls::default()),
                 tools: Some(RawFilter::default()),
@@ -535,7 +548,7 @@ impl RawConfig {
                 }]),
                 load_balancer: Some(RawLoadBalancer::default()),
                 service_discovery: Some(RawServiceDiscovery::default()),
-                circuit_breaker: Some(RawPoolBreaker::default()),
+                circuit_breaker: Some(RawBreaker::default()),
                 namespace_routing: Some(RawNamespaceRouting {
                     rules: Some(vec![RawNamespaceRule::default()]),
                     ..RawNamespaceRouting::default()

@@ -40,6 +40,18 @@ pub fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&super::duration::format(*d))
 }
 
+pub fn duration_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A compiled pattern as it was written.
+pub fn regex<S: Serializer>(r: &regex::Regex, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
+}
+
 pub fn attempts<S: Serializer>(n: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
     match n {
         Some(n) => s.serialize_u32(*n),
@@ -55,10 +67,9 @@ pub fn masked_values<S: Serializer>(m: &BTreeMap<String, String>, s: S) -> Resul
     map.end()
 }
 
-/// URLs with userinfo and query masked (gateway endpoints carry tokens there too).
-pub fn masked_urls<S: Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
-    let shown: Vec<String> = urls.iter().map(|u| masked_url(u)).collect();
-    s.collect_seq(shown)
+/// A URL with userinfo and query masked (gateway endpoints carry tokens there too).
+pub fn masked_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&masked_candidate(url))
 }
 
 pub fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -84,13 +95,13 @@ impl Serialize for ServerTarget {
                 }
             }
             ServerTarget::Url(url) if url.is_empty() => {}
-            ServerTarget::Url(url) => map.serialize_entry("url", &masked_url(url))?,
+            ServerTarget::Url(url) => map.serialize_entry("url", &masked_candidate(url))?,
             ServerTarget::AutoDetect {
                 candidates,
                 fallback_gateway,
             } => {
                 map.serialize_entry("auto_detect", &true)?;
-                let shown: Vec<String> = candidates.iter().map(|c| masked_url(c)).collect();
+                let shown: Vec<String> = candidates.iter().map(|c| masked_candidate(c)).collect();
                 map.serialize_entry("candidates", &shown)?;
                 map.serialize_entry(
                     "fallback",
@@ -103,7 +114,7 @@ impl Serialize for ServerTarget {
 }
 
 /// A URL candidate with its secret parts masked; a command line as written.
-fn masked_url(candidate: &str) -> String {
+fn masked_candidate(candidate: &str) -> String {
     if candidate.contains("://") {
         crate::telemetry::redact::masked(candidate)
     } else {

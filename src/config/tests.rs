@@ -43,6 +43,11 @@ fn is_inert_note(w: &str) -> bool {
         && (w.contains(" is set but does nothing") || w.contains(" are set but do nothing"))
 }
 
+/// The gateway's endpoint URLs, in order.
+fn urls(g: &GatewayConfig) -> Vec<&str> {
+    g.endpoints.iter().map(|e| e.url.as_str()).collect()
+}
+
 /// How many warnings name `key` (backquoted, as the notes do).
 fn named(warnings: &[String], key: &str) -> usize {
     let quoted = format!("`{key}`");
@@ -107,19 +112,22 @@ fn the_seed_full_example_loads_unchanged() {
     }
     let g = c.gateway.expect("gateway");
     assert_eq!(
-        g.endpoints,
+        urls(&g),
         [
             "wss://mcp-gateway.example.com:8443",
             "tcps://mcp-gateway.example.com:8444"
         ]
     );
     assert_eq!(g.auth.token_env.as_deref(), Some("MCP_AUTH_TOKEN"));
-    assert_eq!(g.pool.max_lifetime_ms, Some(1_800_000));
+    assert_eq!(
+        g.pool.as_ref().map(|p| p.max_lifetime),
+        Some(Duration::from_millis(1_800_000))
+    );
     assert_eq!(g.tls.cipher_suites.len(), 2);
     assert!(g.tls.verify);
     assert_eq!(c.direct.auto_detection_timeout, Duration::from_secs(1));
-    assert_eq!(c.local.rate_limit.requests_per_second, Some(10.0));
-    assert_eq!(c.local.rate_limit.burst, Some(20));
+    let rate = c.local.rate_limit.expect("the seed's rate limit is on");
+    assert_eq!((rate.requests_per_second, rate.burst), (10.0, 20));
     assert_eq!(c.metrics.endpoint, "localhost:9091");
 }
 
@@ -274,7 +282,7 @@ fn env_beats_file_and_flags_beat_env() {
     let with_flags = load(&o).unwrap().config;
     assert_eq!(with_flags.logging.level, "error");
     assert_eq!(
-        with_flags.gateway.unwrap().endpoints,
+        urls(&with_flags.gateway.unwrap()),
         ["wss://flag.example.com"]
     );
 }
@@ -295,7 +303,7 @@ fn seed_env_names_work() {
     let c = load_text("metrics: { endpoint: 127.0.0.1:9091 }\n", &env)
         .unwrap()
         .config;
-    assert_eq!(c.gateway.unwrap().endpoints, ["wss://gw.example.com"]);
+    assert_eq!(urls(&c.gateway.unwrap()), ["wss://gw.example.com"]);
     assert_eq!(c.metrics.endpoint, "127.0.0.1:9999");
     assert!(!c.metrics.enabled);
     assert!(!c.direct.auto_detection_enabled);
@@ -582,7 +590,7 @@ fn gateway_extensions_and_the_go_pool_shape() {
     .unwrap()
     .config;
     let g = c.gateway.expect("gateway from gateway_pool");
-    assert_eq!(g.endpoints, vec!["wss://a:8443", "tcps://b:8444"]);
+    assert_eq!(urls(&g), ["wss://a:8443", "tcps://b:8444"]);
     assert_eq!(g.default_namespace, "tools");
     assert_eq!(g.auth.token_env.as_deref(), Some("GW_TOKEN"));
 }

@@ -2,8 +2,13 @@
 //! problem collected with its key path, the bad value and what is allowed.
 //!
 //! Pure: no file or environment access. `load` feeds it the merged raw tree. The server
-//! entries are `validate/servers.rs`.
+//! entries are `validate/servers.rs`; the gateway's endpoints and the pool policies
+//! `validate/endpoints.rs` (namespace routing `validate/namespace.rs`); rate limits,
+//! circuit breakers and connection pools `validate/resilience.rs`.
 
+mod endpoints;
+mod namespace;
+mod resilience;
 mod servers;
 
 use std::path::PathBuf;
@@ -58,46 +63,71 @@ pub fn validate(raw: &RawConfig, p: &mut Problems) -> Config {
     if version != 1 {
         p.err("version", format!("{version} is not supported (use 1)"));
     }
-    let default_reconnect = raw
-        .gateway
+    let shared_breaker = resilience::shared_breaker(
+        raw.advanced
+            .as_ref()
+            .and_then(|a| a.circuit_breaker.as_ref()),
+        p,
+    );
+    // The gateway's own auth, connection and TLS, validated once: its endpoints inherit
+    // them, and its reconnect policy is the servers' default.
+    let gateway_settings = raw.gateway.as_ref().map(|g| {
+        endpoints::Settings::of(
+            g.auth.as_ref(),
+            g.connection.as_ref(),
+            g.tls.as_ref(),
+            "gateway",
+            &endpoints::Settings::default(),
+            p,
+        )
+    });
+    let default_reconnect = gateway_settings
         .as_ref()
-        .and_then(|g| g.connection.as_ref())
-        .and_then(|c| c.reconnect.as_ref())
-        .map(|r| reconnect(r, "gateway.connection.reconnect", p))
+        .map(|s| s.reconnect.clone())
         .unwrap_or_default();
     let aggregate = aggregate(raw.aggregate.as_ref(), p);
     let servers = servers::servers(
         raw.servers.as_deref().unwrap_or_default(),
-        &default_reconnect,
-        &aggregate.separator,
+        &servers::Defaults {
+            reconnect: &default_reconnect,
+            breaker: &shared_breaker,
+            separator: &aggregate.separator,
+        },
         p,
     );
-    if let Some(pool) = &raw.gateway_pool {
-        gateway_pool(pool, p);
-    }
+    // Checked even when `gateway:` is set too (and they are not used).
+    let pooled = raw
+        .gateway_pool
+        .as_ref()
+        .map(|g| endpoints::pooled(g.endpoints.as_deref().unwrap_or_default(), p));
+    let policies = endpoints::policies(raw.gateway_pool.as_ref(), &shared_breaker, p);
     let default_namespace = raw
         .gateway_pool
         .as_ref()
         .and_then(|g| g.default_namespace.as_deref())
         .filter(|n| !n.is_empty())
         .unwrap_or("default");
-    let gateway = match (&raw.gateway, &raw.gateway_pool) {
-        (Some(g), _) => Some(gateway(g, default_namespace, p)),
-        // The Go router's shape: its endpoints, with the first one's auth, connection
-        // and TLS settings (load balancing across them is not built).
-        (None, Some(pool)) => pool.endpoints.as_ref().and_then(|eps| {
-            let first = eps.first()?;
-            let g = RawGateway {
-                url: None,
-                endpoints: Some(eps.clone()),
-                auth: first.auth.clone(),
-                connection: first.connection.clone(),
-                tls: first.tls.clone(),
-                ..RawGateway::default()
-            };
-            Some(gateway(&g, default_namespace, &mut Problems::default()))
-        }),
-        (None, None) => None,
+    let gateway = match (&raw.gateway, gateway_settings, pooled) {
+        (Some(g), Some(top), _) => {
+            let eps = endpoints::listed(
+                g.url.as_ref(),
+                g.endpoints.as_deref().unwrap_or_default(),
+                &top,
+                p,
+            );
+            Some(gateway(g, top, eps, policies, default_namespace, p))
+        }
+        // The Go router's shape: its endpoints, the first one's auth, connection and TLS
+        // as the gateway's.
+        (None, _, Some((eps, Some(top)))) => Some(gateway(
+            &RawGateway::default(),
+            top,
+            eps,
+            policies,
+            default_namespace,
+            p,
+        )),
+        _ => None,
     }
     .filter(|g| !g.endpoints.is_empty());
     for (i, s) in servers.iter().enumerate() {
@@ -246,17 +276,16 @@ fn expand_home(path: &str) -> String {
     }
 }
 
-fn gateway(g: &RawGateway, default_namespace: &str, p: &mut Problems) -> GatewayConfig {
-    let mut endpoints = Vec::new();
-    if let Some(url) = &g.url {
-        check_url(url, "gateway.url", GATEWAY_SCHEMES, p);
-        endpoints.push(url.clone());
-    }
-    for (i, e) in g.endpoints.iter().flatten().enumerate() {
-        if let Some(url) = endpoint(e, &format!("gateway.endpoints[{i}]"), p) {
-            endpoints.push(url);
-        }
-    }
+/// `g`: the settings that are not per endpoint (protocol, framing …); `top`: the gateway's
+/// own auth, connection and TLS; `endpoints` resolved already.
+fn gateway(
+    g: &RawGateway,
+    top: endpoints::Settings,
+    endpoints: Vec<GatewayEndpoint>,
+    policies: endpoints::Policies,
+    default_namespace: &str,
+    p: &mut Problems,
+) -> GatewayConfig {
     let protocol_preference = g
         .protocol_preference
         .clone()
@@ -266,47 +295,25 @@ fn gateway(g: &RawGateway, default_namespace: &str, p: &mut Problems) -> Gateway
         &protocol_preference,
         &["websocket", "tcp"],
     );
-    let auth_type = g.auth.as_ref().map_or_else(
-        || "bearer".to_owned(),
-        |a| auth(a, g.tls.as_ref(), "gateway.auth", p),
-    );
-    let conn = g.connection.clone().unwrap_or_default();
-    let reconnect = conn
-        .reconnect
-        .as_ref()
-        .map(|r| reconnect(r, "gateway.connection.reconnect", p))
-        .unwrap_or_default();
-    if let Some(pool) = &conn.pool {
-        if let (Some(min), Some(max)) = (pool.min_size, pool.max_size) {
-            if min > max {
-                p.err(
-                    "gateway.connection.pool.min_size",
-                    format!("{min} is larger than max_size ({max})"),
-                );
-            }
-        }
-    }
-    let tls_cfg = g
-        .tls
-        .as_ref()
-        .map(|t| tls(t, "gateway.tls", "1.3", p))
-        .unwrap_or_default();
     let framing = g.framing.clone().unwrap_or_else(|| "mcpb".into());
     p.one_of("gateway.framing", &framing, &["mcpb", "legacy"]);
     GatewayConfig {
         endpoints,
         protocol_preference,
         auto_select: g.auto_select.unwrap_or(true),
-        auth_type,
-        auth: g.auth.clone().unwrap_or_default(),
-        timeout: ms(conn.timeout_ms, 5000),
-        keepalive_interval: ms(conn.keepalive_interval_ms, 30_000),
-        reconnect,
-        pool: conn.pool.clone().unwrap_or_default(),
-        tls: tls_cfg,
+        auth_type: top.auth_type,
+        auth: top.auth,
+        timeout: top.timeout,
+        keepalive_interval: top.keepalive_interval,
+        reconnect: top.reconnect,
+        pool: top.pool,
+        tls: top.tls,
         framing,
         tcp_notifications: g.tcp_notifications.unwrap_or(false),
         default_namespace: default_namespace.to_owned(),
+        load_balancer: policies.load_balancer,
+        circuit_breaker: policies.circuit_breaker,
+        namespace_routing: policies.namespace_routing,
     }
 }
 
@@ -401,34 +408,6 @@ fn tls(t: &RawTls, at: &str, default_min: &str, p: &mut Problems) -> TlsConfig {
     }
 }
 
-/// Checks one `endpoints[]` entry (url, auth, tls); returns its URL when it has one.
-fn endpoint(e: &RawEndpoint, at: &str, p: &mut Problems) -> Option<String> {
-    match &e.url {
-        Some(url) => check_url(url, &format!("{at}.url"), GATEWAY_SCHEMES, p),
-        None => p.err(&format!("{at}.url"), "is missing"),
-    }
-    if let Some(a) = &e.auth {
-        auth(a, e.tls.as_ref(), &format!("{at}.auth"), p);
-    }
-    if let Some(t) = &e.tls {
-        tls(t, &format!("{at}.tls"), "1.3", p);
-    }
-    e.url.clone()
-}
-
-fn gateway_pool(g: &RawGatewayPool, p: &mut Problems) {
-    for (i, e) in g.endpoints.iter().flatten().enumerate() {
-        endpoint(e, &format!("gateway_pool.endpoints[{i}]"), p);
-    }
-    if let Some(s) = g.load_balancer.as_ref().and_then(|l| l.strategy.as_deref()) {
-        p.one_of(
-            "gateway_pool.load_balancer.strategy",
-            s,
-            &["round_robin", "least_connections", "weighted", "priority"],
-        );
-    }
-}
-
 fn direct(d: Option<&RawDirect>, p: &mut Problems) -> DirectConfig {
     let d = d.cloned().unwrap_or_default();
     let ad = d.auto_detection.clone().unwrap_or_default();
@@ -483,7 +462,7 @@ fn local(l: Option<&RawLocal>, p: &mut Problems) -> LocalConfig {
         shutdown_grace: l
             .shutdown_grace_ms
             .map_or(d.shutdown_grace, Duration::from_millis),
-        rate_limit: l.rate_limit.clone().unwrap_or_default(),
+        rate_limit: resilience::rate_limit(l.rate_limit.as_ref(), "local.rate_limit", p),
     };
     if cfg.request_timeout.is_zero() {
         p.err(
@@ -502,25 +481,6 @@ fn local(l: Option<&RawLocal>, p: &mut Problems) -> LocalConfig {
     }
     if cfg.max_concurrent_requests == 0 {
         p.err("local.max_concurrent_requests", "0 is not allowed");
-    }
-    let rl = &cfg.rate_limit;
-    if rl.enabled.unwrap_or(false) || rl.requests_per_second.is_some() {
-        match rl.requests_per_second {
-            Some(r) if r > 0.0 && r.is_finite() => {}
-            Some(r) => p.err(
-                "local.rate_limit.requests_per_second",
-                format!("{r} must be a number > 0"),
-            ),
-            None => p.err(
-                "local.rate_limit.requests_per_second",
-                "is required when the rate limit is enabled",
-            ),
-        }
-        if let Some(b) = rl.burst {
-            if b < 1 {
-                p.err("local.rate_limit.burst", format!("{b} must be ≥ 1"));
-            }
-        }
     }
     cfg
 }

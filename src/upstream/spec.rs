@@ -77,6 +77,9 @@ fn gateway_server() -> ServerConfig {
         tools: Default::default(),
         prompts: Default::default(),
         resources: Default::default(),
+        max_concurrent_requests: None,
+        rate_limit: None,
+        circuit_breaker: None,
     }
 }
 

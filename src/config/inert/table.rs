@@ -55,13 +55,33 @@ pub(super) static ROWS: &[Row] = &[
         quiet: None,
     },
     Row {
-        paths: &["local.rate_limit"],
+        paths: &["local.rate_limit", "servers[].rate_limit"],
         why: "rate limiting is not built; requests are not counted",
         planned: RESILIENCE,
         quiet: OFF,
     },
     Row {
-        paths: &["gateway_pool.circuit_breaker", "advanced.circuit_breaker"],
+        paths: &["servers[].max_concurrent_requests"],
+        why: "a limit per server is not built; local.max_concurrent_requests applies to every server",
+        planned: RESILIENCE,
+        quiet: None,
+    },
+    // Before the breaker row, which covers the rest of `advanced.circuit_breaker`.
+    Row {
+        paths: &[
+            "advanced.circuit_breaker.max_requests",
+            "advanced.circuit_breaker.success_ratio",
+        ],
+        why: "a breaker closes after success_threshold successes in a row; there is no half-open request cap or success ratio",
+        planned: None,
+        quiet: None,
+    },
+    Row {
+        paths: &[
+            "gateway_pool.circuit_breaker",
+            "servers[].circuit_breaker",
+            "advanced.circuit_breaker",
+        ],
         why: "circuit breaking is not built; every request is sent",
         planned: RESILIENCE,
         quiet: OFF,

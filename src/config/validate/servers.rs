@@ -1,7 +1,8 @@
 //! The server entries (`servers:`, then those of `servers_from:` files): raw → validated.
 //!
 //! Per entry: the target (command, url, or auto-detection), the transport hint, `enabled`,
-//! the prefix, the item filters, bearer and TLS. Across entries: names and prefixes unique
+//! the prefix, the item filters, bearer and TLS, and the per-server limits
+//! (`max_concurrent_requests`, `rate_limit`, `circuit_breaker`). Across entries: names and prefixes unique
 //! among the enabled ones, prefixes free of the separator once several are enabled, not
 //! every server switched off. An entry from an `mcpServers` file is named by where it came
 //! from (`servers.json: mcpServers.github`) instead of its index.
@@ -9,11 +10,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::resilience::{breaker, rate_limit};
 use super::{check_url, expand_home, reconnect, scheme_of, tls, Problems, SERVER_SCHEMES};
 use crate::config::raw::{RawAuth, RawCommand, RawFilter, RawServer};
 use crate::config::{
-    BearerSource, ConnectionMode, ItemFilter, ReconnectPolicy, ServerConfig, ServerTarget,
-    StdioCommand, TlsConfig, TransportHint,
+    BearerSource, CircuitBreaker, ConnectionMode, ItemFilter, ReconnectPolicy, ServerConfig,
+    ServerTarget, StdioCommand, TlsConfig, TransportHint,
 };
 
 /// The longest prefix: tool names must fit `^[A-Za-z0-9_-]{1,64}$` with the prefix, the
@@ -64,12 +66,18 @@ struct Taken {
     enabled: Vec<(String, String, bool)>,
 }
 
-pub fn servers(
-    raw: &[RawServer],
-    default_reconnect: &ReconnectPolicy,
-    separator: &str,
-    p: &mut Problems,
-) -> Vec<ServerConfig> {
+/// What an entry takes for what it does not say.
+pub struct Defaults<'a> {
+    /// `gateway.connection.reconnect` (else the built-in policy).
+    pub reconnect: &'a ReconnectPolicy,
+    /// `advanced.circuit_breaker`'s values over the built-in ones.
+    pub breaker: &'a CircuitBreaker,
+    /// `aggregate.separator`.
+    pub separator: &'a str,
+}
+
+pub fn servers(raw: &[RawServer], defaults: &Defaults<'_>, p: &mut Problems) -> Vec<ServerConfig> {
+    let separator = defaults.separator;
     let mut taken = Taken::default();
     let mut out = Vec::new();
     for (i, s) in raw.iter().enumerate() {
@@ -115,8 +123,25 @@ pub fn servers(
             }
         };
         let reconnect = s.reconnect.as_ref().map_or_else(
-            || default_reconnect.clone(),
+            || defaults.reconnect.clone(),
             |r| reconnect(r, &format!("{at}.reconnect"), p),
+        );
+        let max_concurrent_requests = match s.max_concurrent_requests {
+            Some(0) => {
+                p.err(
+                    &format!("{at}.max_concurrent_requests"),
+                    "0 is not allowed (at least 1; leave it out to use local.max_concurrent_requests)",
+                );
+                None
+            }
+            n => n.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let rate_limit = rate_limit(s.rate_limit.as_ref(), &format!("{at}.rate_limit"), p);
+        let circuit_breaker = breaker(
+            s.circuit_breaker.as_ref(),
+            &format!("{at}.circuit_breaker"),
+            defaults.breaker,
+            p,
         );
         let tools = filter(s.tools.as_ref(), &format!("{at}.tools"), p);
         let prompts = filter(s.prompts.as_ref(), &format!("{at}.prompts"), p);
@@ -142,6 +167,9 @@ pub fn servers(
                 tools,
                 prompts,
                 resources,
+                max_concurrent_requests,
+                rate_limit,
+                circuit_breaker,
             });
         }
     }

@@ -19,7 +19,7 @@ pub fn gateway(
     let endpoints = gw
         .endpoints
         .iter()
-        .map(|u| Endpoint::parse(u))
+        .map(|e| Endpoint::parse(&e.url))
         .collect::<Result<Vec<_>, _>>()?;
     let mut tls = gw.tls.clone();
     if let Some((cert, key)) = crate::auth::mtls_files(gw) {
