@@ -52,6 +52,16 @@ pub(super) fn aggregate_setup(cfg: &Config, names: &[String]) -> AggregateSetup 
     }
 }
 
+/// How the core admits requests to server `name`: its own limits, else `local`'s.
+fn admission(cfg: &Config, name: &str) -> Admission {
+    let server = cfg.servers.iter().find(|s| s.name == name);
+    Admission {
+        max_concurrent: server.map_or(cfg.local.max_concurrent_requests, |s| {
+            s.max_concurrent(&cfg.local)
+        }),
+    }
+}
+
 pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
     let cfg = loaded.config;
     telemetry::logging::init(&cfg.logging).map_err(anyhow::Error::msg)?;
@@ -84,7 +94,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
         }
         for spec in resolved {
             let up = core.add_upstream(&spec.name);
-            core.set_admission(up, Admission { max_concurrent: local.max_concurrent_requests });
+            core.set_admission(up, admission(&cfg, &spec.name));
             let port = core.port(up);
             upstream::spawn(spec, port, upstream_stop.clone(), &tracker).map_err(anyhow::Error::msg)?;
         }

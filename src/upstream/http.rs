@@ -22,8 +22,8 @@
 //! responses and `initialize` go in order (the next message waits for their answer, since
 //! a server may need `notifications/initialized` before the next request), but only for
 //! [`ORDERED_WAIT`] (or until `initialize`'s deadline): a server that never acknowledges
-//! one must not stall the session. At most `local.max_concurrent_requests` request POSTs
-//! are in flight; more wait for a slot. On shutdown every POST still open is aborted.
+//! one must not stall the session. The core's concurrency limit bounds the request POSTs
+//! in flight (it hands out no more requests). On shutdown every POST still open is aborted.
 //! What happens to a message is decided by the router; this module only moves it, and its
 //! every call into the router goes through [`ToRouter`] (and `run`'s start).
 
@@ -91,8 +91,6 @@ pub struct HttpUpstream {
     pub shutdown_grace: Duration,
     /// `local.request_timeout_ms`: bounds every POST (see the module doc).
     pub request_timeout: Duration,
-    /// `local.max_concurrent_requests`: request POSTs in flight at once.
-    pub max_concurrent_requests: usize,
 }
 
 /// The server is a legacy HTTP+SSE server: it refused the first POST with 400/404/405.
@@ -256,11 +254,9 @@ impl HttpUpstream {
         let mut d = Dispatcher {
             shared: shared.clone(),
             request_timeout: self.request_timeout,
-            max_requests: self.max_concurrent_requests.max(1),
             requests: JoinSet::new(),
             by_task: HashMap::new(),
             by_request: HashMap::new(),
-            waiting: VecDeque::new(),
             others: JoinSet::new(),
             probing: true,
         };
@@ -274,7 +270,6 @@ impl HttpUpstream {
                 _ = shutdown.cancelled() => break None,
                 Some(done) = d.requests.join_next_with_id(), if !d.requests.is_empty() => {
                     d.finished(done);
-                    d.start_waiting();
                 }
                 Some(_) = d.others.join_next(), if !d.others.is_empty() => {}
                 verdict = gate_opens(&mut gate), if gate.is_some() => {
@@ -369,14 +364,12 @@ async fn gate_opens(gate: &mut Option<Gate>) -> Option<Verdict> {
 struct Dispatcher {
     shared: Arc<Shared>,
     request_timeout: Duration,
-    max_requests: usize,
-    /// Request POSTs in flight; each holds one of `max_requests` slots.
+    /// Request POSTs in flight (at most the upstream's `max_concurrent_requests`: the
+    /// core hands out no more).
     requests: JoinSet<()>,
     by_task: HashMap<tokio::task::Id, Id>,
     /// So a cancellation can close the request's POST.
     by_request: HashMap<Id, AbortHandle>,
-    /// Requests waiting for a slot, oldest first, with their deadlines.
-    waiting: VecDeque<(Message, Instant)>,
     /// POSTs of notifications, responses and `initialize`: each holds back the pipeline
     /// for a bounded time, so they need no cap of their own.
     others: JoinSet<()>,
@@ -396,8 +389,7 @@ impl Dispatcher {
         let deadline = now + self.request_timeout;
         let is_request = msg.kind() == Kind::Request && msg.method() != Some("initialize");
         if is_request && !self.probing {
-            self.waiting.push_back((msg, deadline));
-            self.start_waiting();
+            self.spawn_request(msg, deadline, None);
             return None;
         }
         let (tx, answered) = oneshot::channel();
@@ -429,22 +421,6 @@ impl Dispatcher {
             probe,
             method: msg_method,
         })
-    }
-
-    /// Starts waiting requests while there are free slots.
-    fn start_waiting(&mut self) {
-        while self.requests.len() < self.max_requests {
-            let Some((msg, deadline)) = self.waiting.pop_front() else {
-                return;
-            };
-            // Past its deadline the router has answered it (a timeout) already.
-            if Instant::now() < deadline {
-                self.spawn_request(msg, deadline, None);
-            }
-        }
-        if !self.waiting.is_empty() {
-            tracing::debug!(upstream = %self.shared.name, waiting = self.waiting.len(), limit = self.max_requests, "requests wait for a free slot (local.max_concurrent_requests)");
-        }
     }
 
     fn spawn_request(&mut self, msg: Message, deadline: Instant, answered: Option<Answered>) {
@@ -492,7 +468,6 @@ impl Dispatcher {
         if let Some(h) = self.by_request.remove(target) {
             h.abort();
         }
-        self.waiting.retain(|(m, _)| m.id() != Some(target));
     }
 }
 

@@ -53,7 +53,6 @@ struct Settings {
     write_buffer_size: usize,
     request_timeout: Duration,
     shutdown_grace: Duration,
-    max_concurrent_requests: usize,
     connect_timeout: Duration,
     ws_ping: Duration,
     ws_pong: Duration,
@@ -154,7 +153,6 @@ fn spec(server: &ServerConfig, cfg: &Config) -> Result<Spec, String> {
             write_buffer_size: local.write_buffer_size,
             request_timeout: local.request_timeout,
             shutdown_grace: local.shutdown_grace,
-            max_concurrent_requests: local.max_concurrent_requests,
             connect_timeout: cfg
                 .direct
                 .raw
@@ -256,7 +254,6 @@ pub fn spawn(
                 tls: spec.tls,
                 shutdown_grace: s.shutdown_grace,
                 request_timeout: s.request_timeout,
-                max_concurrent_requests: s.max_concurrent_requests,
             };
             let supervisor = supervisor(port.clone(), reconnect, &s, &shutdown, tracker);
             tracker.spawn(

@@ -60,12 +60,6 @@ pub(super) static ROWS: &[Row] = &[
         planned: RESILIENCE,
         quiet: OFF,
     },
-    Row {
-        paths: &["servers[].max_concurrent_requests"],
-        why: "a limit per server is not built; local.max_concurrent_requests applies to every server",
-        planned: RESILIENCE,
-        quiet: None,
-    },
     // Before the breaker row, which covers the rest of `advanced.circuit_breaker`.
     Row {
         paths: &[

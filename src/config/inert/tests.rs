@@ -18,6 +18,8 @@ const LIVE: &[&str] = &[
     "servers[].tools",
     "servers[].prompts",
     "servers[].resources",
+    // Resilience: `cli::run` sets each upstream's admission from these.
+    "servers[].max_concurrent_requests",
     "servers_from",
     "aggregate.separator",
     "servers[].connection_mode",
