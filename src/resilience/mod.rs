@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 pub mod backoff;
+pub mod breaker;
 pub mod rate_limit;
 
 /// `now + d`, or the furthest instant past `now` the platform can represent when that
