@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 pub mod backoff;
+pub mod balance;
 pub mod breaker;
 pub mod rate_limit;
 
