@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 pub mod backoff;
 pub mod balance;
 pub mod breaker;
+pub mod pool;
 pub mod rate_limit;
 
 /// `now + d`, or the furthest instant past `now` the platform can represent when that
