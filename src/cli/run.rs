@@ -59,6 +59,7 @@ fn admission(cfg: &Config, name: &str) -> Admission {
         max_concurrent: server.map_or(cfg.local.max_concurrent_requests, |s| {
             s.max_concurrent(&cfg.local)
         }),
+        rate_limit: server.and_then(|s| s.rate_limit.clone()),
     }
 }
 
@@ -84,6 +85,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<i32> {
             request_timeout: local.request_timeout,
             max_queued_requests: local.max_queued_requests,
         }));
+        core.set_rate_limit(cfg.local.rate_limit.as_ref());
         let tracker = TaskTracker::new();
         let reader_stop = CancellationToken::new();
         let upstream_stop = CancellationToken::new();

@@ -120,19 +120,19 @@ pub static ENV_VARS: &[EnvVar] = &[
         "MCP_LOCAL_RATE_LIMIT_ENABLED",
         "local.rate_limit.enabled",
         Kind::Bool,
-        "rate limit client requests (does nothing yet)",
+        "rate limit client requests (a request over the rate waits its turn, up to max_wait_ms)",
     ),
     row(
         "MCP_LOCAL_RATE_LIMIT_REQUESTS_PER_SECOND",
         "local.rate_limit.requests_per_second",
         Kind::Float,
-        "token bucket rate (does nothing yet)",
+        "token bucket rate, requests per second",
     ),
     row(
         "MCP_LOCAL_RATE_LIMIT_BURST",
         "local.rate_limit.burst",
         Kind::Int,
-        "token bucket size (does nothing yet)",
+        "token bucket size: requests that may go at once",
     ),
     row(
         "MCP_GATEWAY_URL",

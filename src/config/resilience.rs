@@ -24,8 +24,8 @@ pub struct RateLimit {
     /// The bucket's size: requests that may go at once after a quiet spell; ≥ 1, by
     /// default the rate rounded up (at least 1).
     pub burst: u32,
-    /// `window_size`: count requests over a sliding window this long as well, at most
-    /// `requests_per_second × window` in any window; `None`: the token bucket alone. A bare
+    /// `window_size`: a sliding window this long instead of the token bucket: at most
+    /// `requests_per_second × window` in any window; `None`: the token bucket. A bare
     /// number is seconds (the Go router's unit), else a Go duration; never 0.
     #[serde(
         rename = "window_size",

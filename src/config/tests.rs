@@ -67,8 +67,6 @@ fn the_seed_full_example_loads_unchanged() {
     for key in [
         "metrics.enabled",
         "metrics.endpoint",
-        "local.rate_limit.requests_per_second",
-        "local.rate_limit.burst",
         "gateway.connection.pool.enabled",
         "gateway.connection.pool.health_check_interval_ms",
         "direct_clients.connection_pool.max_idle_connections",

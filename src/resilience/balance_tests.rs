@@ -2,8 +2,8 @@ use proptest::prelude::*;
 // The prelude's `Strategy` is proptest's generator trait; ours is the balancing kind.
 use proptest::strategy::Strategy as Gen;
 
-use super::*;
 use super::Strategy;
+use super::*;
 
 fn c(weight: u32, priority: i64, in_flight: usize, healthy: bool) -> Candidate {
     Candidate {

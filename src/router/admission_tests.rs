@@ -14,7 +14,13 @@ fn ids(ms: &[Message]) -> Vec<String> {
 
 fn limited(queue: usize, max_concurrent: usize) -> (H, u64) {
     let h = core(queue, 1);
-    h.core.set_admission(A, Admission { max_concurrent });
+    h.core.set_admission(
+        A,
+        Admission {
+            max_concurrent,
+            ..Default::default()
+        },
+    );
     let gen = h.core.up(A);
     (h, gen)
 }
@@ -92,4 +98,28 @@ fn waiting_requests_are_bounded_by_max_queued_requests() {
         panic!("a third waiting request must be refused");
     };
     assert_eq!(json(&err)["error"]["data"]["kind"], "queue_full");
+}
+
+#[test]
+fn a_request_over_the_rate_waits_in_the_outbox_and_the_timer_knows_when() {
+    let (h, gen) = limited(100, 100);
+    h.core.set_rate_limit(Some(&crate::config::RateLimit {
+        requests_per_second: 10.0,
+        burst: 1,
+        window: None,
+        max_wait: Duration::from_secs(30),
+    }));
+    let now = Instant::now();
+    h.send(A, &req(1), now);
+    h.send(A, &req(2), now);
+    assert_eq!(ids(&h.pull(A, gen)), ["1"]);
+    assert!(h.pull(A, gen).is_empty(), "2 waits for its turn");
+    assert_eq!(
+        h.core.next_deadline(),
+        Some(now + Duration::from_millis(100)),
+        "the timer wakes the writer when 2 may go"
+    );
+    std::thread::sleep(Duration::from_millis(110));
+    h.core.expire(Instant::now());
+    assert_eq!(ids(&h.pull(A, gen)), ["2"]);
 }

@@ -95,6 +95,10 @@ struct State {
     shutting_down: bool,
     /// Set when several servers are aggregated; `None` keeps the router byte-transparent.
     agg: Option<aggregate::Aggregate>,
+    /// The router's own rate limit (`local.rate_limit`).
+    rate: Option<admission::Limiter>,
+    /// Requests refused for the rate so far.
+    rate_limited: u64,
 }
 
 /// The routing core. Cheap to lock; never locked across an await.
@@ -128,6 +132,8 @@ impl Core {
                 reverse: Reverse::default(),
                 shutting_down: false,
                 agg: None,
+                rate: None,
+                rate_limited: 0,
             }),
             deadline_changed: Notify::new(),
             idle: Notify::new(),
@@ -279,9 +285,16 @@ impl Core {
             tracing::warn!(upstream = %u.name, %id, queued = u.outbox.len(), "queue full");
             return ClientDecision::Reply(queue_full(limit, &id));
         }
+        let not_before = match self.rate_turn(st, up, 1, now) {
+            Ok(at) => at,
+            Err(err) => return ClientDecision::Reply(err.to_response(Some(&id))),
+        };
         let method = msg.method().map(Into::into);
         let msg = if wire == id { msg } else { msg.with_id(&wire) };
-        u.push(Queued::new(msg, Tracked::One(wire.clone())));
+        st.upstreams[up.0 as usize].push(Queued {
+            not_before,
+            ..Queued::new(msg, Tracked::One(wire.clone()))
+        });
         self.track(st, (up, wire), session, id, method, now);
         ClientDecision::Accepted
     }
@@ -351,7 +364,14 @@ impl Core {
             ));
         }
         let ids: Box<[Id]> = members.iter().map(|(id, _)| id.clone()).collect();
-        st.upstreams[up.0 as usize].push(Queued::new(msg, Tracked::Many(ids)));
+        let not_before = match self.rate_turn(st, up, ids.len(), now) {
+            Ok(at) => at,
+            Err(err) => return refuse(&err),
+        };
+        st.upstreams[up.0 as usize].push(Queued {
+            not_before,
+            ..Queued::new(msg, Tracked::Many(ids))
+        });
         for (id, method) in members {
             self.track(st, (up, id.clone()), session, id, method, now);
         }
@@ -892,6 +912,7 @@ impl Core {
             }
         }
         self.agg_due(&mut st, now, &mut out);
+        Self::turns_due(&mut st, now);
         self.notify_if_idle(&st);
         out
     }
@@ -899,10 +920,10 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Instant> {
         let st = self.lock();
         let ops = st.agg.as_ref().and_then(|a| a.ops.next_deadline());
-        match (st.pending.next_deadline(), ops) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [st.pending.next_deadline(), ops, Self::next_turn(&st)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The handshake to replay on a fresh connection of `up`, if one succeeded on it.

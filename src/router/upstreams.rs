@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::admission::Limiter;
 use super::session::UpstreamSession;
 use super::SessionId;
 use crate::wire::{Id, Kind, Message, RouterError};
@@ -82,6 +83,10 @@ pub struct Upstream {
     pub gate: Option<usize>,
     /// Requests in flight at once, at most (`max_concurrent_requests`); more wait here.
     pub max_concurrent: usize,
+    /// The server's own rate limit.
+    pub rate: Option<Limiter>,
+    /// When the first request held back for its rate-limit turn may go.
+    pub next_ready: Option<Instant>,
 }
 
 impl Upstream {
@@ -96,6 +101,8 @@ impl Upstream {
             owner: None,
             gate: None,
             max_concurrent: usize::MAX,
+            rate: None,
+            next_ready: None,
         }
     }
 

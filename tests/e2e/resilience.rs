@@ -109,3 +109,89 @@ fn a_server_limit_overrides_local_and_applies_to_that_server_only() {
         "server one takes one at a time: {at:?}"
     );
 }
+
+/// A config file with `local.rate_limit` set to `limit` (YAML flow), for the SDK server.
+fn rate_limited_router(py: &std::path::Path, limit: &str) -> RouterProc {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.yaml");
+    std::fs::write(&config, format!("local:\n  rate_limit: {limit}\n")).unwrap();
+    let path = config.display().to_string();
+    let words = sdk_words(py);
+    let mut args = vec!["--config", path.as_str()];
+    args.extend(words.iter().map(String::as_str));
+    RouterProc::start_in(dir, &args, &[])
+}
+
+fn echo_call(id: u64) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+           "params":{"name":"echo","arguments":{"text":format!("n{id}")}}})
+}
+
+#[test]
+fn a_burst_over_the_rate_is_smoothed_and_every_request_answered() {
+    let Some(py) = sdk_python() else { return };
+    let mut r = rate_limited_router(&py, "{enabled: true, requests_per_second: 20, burst: 5}");
+    r.initialize("2025-06-18");
+    // The handshake took one token; let the bucket fill again.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    for id in 1..=40 {
+        r.send(&echo_call(id));
+    }
+    let mut at = std::collections::BTreeMap::new();
+    while at.len() < 40 {
+        let v = r
+            .recv(Duration::from_secs(10))
+            .expect("every request answered");
+        let id = v["id"].as_u64().expect("a reply");
+        assert!(v["result"].is_object(), "request {id} failed: {v}");
+        at.insert(id, t0.elapsed().as_secs_f64());
+    }
+    // Five at once, then one every 50 ms: the 40th goes at 35 × 50 ms = 1.75 s.
+    let last = at.values().cloned().fold(0.0, f64::max);
+    assert!(
+        (1.65..2.3).contains(&last),
+        "the last reply after ≈1.75 s, got {last:.2} s"
+    );
+    assert!(at[&5] < 0.3, "the burst goes at once: {:.2} s", at[&5]);
+    assert!(
+        at[&20] > 0.7,
+        "the 20th waits its turn (≈0.75 s): {:.2} s",
+        at[&20]
+    );
+}
+
+#[test]
+fn a_request_that_would_wait_past_max_wait_is_refused_with_the_originals_text() {
+    let Some(py) = sdk_python() else { return };
+    let mut r = rate_limited_router(
+        &py,
+        "{enabled: true, requests_per_second: 10, burst: 2, max_wait_ms: 150}",
+    );
+    r.initialize("2025-06-18");
+    std::thread::sleep(Duration::from_millis(300));
+    for id in 1..=6 {
+        r.send(&echo_call(id));
+    }
+    let mut ok = 0;
+    let mut refused = Vec::new();
+    for _ in 0..6 {
+        let v = r
+            .recv(Duration::from_secs(10))
+            .expect("every request answered");
+        if v["result"].is_object() {
+            ok += 1;
+        } else {
+            assert_eq!(v["error"]["data"]["kind"], "rate_limited", "{v}");
+            assert_eq!(
+                v["error"]["message"],
+                "rate limit exceeded (10.0 requests/sec, burst 2)"
+            );
+            refused.push(v["id"].as_u64().unwrap());
+        }
+    }
+    // Two at once, then waits of 100 and 200 ms…: only the first wait fits in 150 ms.
+    assert_eq!(ok, 3, "refused: {refused:?}");
+    assert_eq!(refused, [4, 5, 6]);
+    assert!(r.wait_log("rate limit exceeded", Duration::from_secs(2)));
+}

@@ -54,12 +54,6 @@ pub(super) static ROWS: &[Row] = &[
         planned: None,
         quiet: None,
     },
-    Row {
-        paths: &["local.rate_limit", "servers[].rate_limit"],
-        why: "rate limiting is not built; requests are not counted",
-        planned: RESILIENCE,
-        quiet: OFF,
-    },
     // Before the breaker row, which covers the rest of `advanced.circuit_breaker`.
     Row {
         paths: &[

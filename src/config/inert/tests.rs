@@ -20,6 +20,8 @@ const LIVE: &[&str] = &[
     "servers[].resources",
     // Resilience: `cli::run` sets each upstream's admission from these.
     "servers[].max_concurrent_requests",
+    "servers[].rate_limit",
+    "local.rate_limit",
     "servers_from",
     "aggregate.separator",
     "servers[].connection_mode",
@@ -240,7 +242,7 @@ fn each_inert_key_set_is_named_once_with_why_and_what_brings_it() {
     let text = "
 tracing: { enabled: true, service_name: r }
 metrics: { enabled: true, endpoint: localhost:9999 }
-local: { request_timeout_ms: 1000, rate_limit: { requests_per_second: 5, burst: 2 } }
+local: { request_timeout_ms: 1000 }
 gateway:
   url: wss://gw.example.com
   connection: { timeout_ms: 100, pool: { enabled: true, max_size: 4 } }
@@ -258,8 +260,6 @@ advanced:
         "tracing.service_name",
         "metrics.enabled",
         "metrics.endpoint",
-        "local.rate_limit.requests_per_second",
-        "local.rate_limit.burst",
         "gateway.connection.pool.enabled",
         "gateway.connection.pool.max_size",
         "gateway_pool.load_balancer.strategy",
@@ -316,7 +316,6 @@ fn a_setting_that_asks_for_what_happens_anyway_is_quiet() {
     let quiet = "
 tracing: { enabled: false, service_name: r }
 metrics: { enabled: false, endpoint: localhost:9999 }
-local: { rate_limit: { enabled: false, burst: 3 } }
 direct_clients: { enabled: true, auto_detection: { enabled: true } }
 gateway_pool:
   endpoints:
