@@ -130,11 +130,6 @@ const INERT_NAMED: &[(&str, &str)] = &[
         "metrics and health endpoint is not built (planned: operations)",
     ),
     (
-        "local.rate_limit.requests_per_second",
-        "rate limiting is not built",
-    ),
-    ("local.rate_limit.burst", "rate limiting is not built"),
-    (
         "gateway_pool.circuit_breaker.enabled",
         "circuit breaking is not built",
     ),
@@ -158,6 +153,8 @@ const INERT_NAMED: &[(&str, &str)] = &[
 
 /// Live keys `INERT_KEYS` sets: never reported.
 const LIVE_SET: &[&str] = &[
+    "local.rate_limit.requests_per_second",
+    "local.rate_limit.burst",
     "local.request_timeout_ms",
     "direct_clients.default_timeout",
     "direct_clients.websocket.ping_interval",
