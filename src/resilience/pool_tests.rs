@@ -91,7 +91,9 @@ fn idle_connections_close_down_to_min_size_longest_unused_first() {
     let t0 = Instant::now();
     let t = t0 + S * 400;
     let mut p = pool();
-    let mut conns: Vec<ConnView> = (1..=5).map(|i| conn(i, t0 + Duration::from_secs(10 - i))).collect();
+    let mut conns: Vec<ConnView> = (1..=5)
+        .map(|i| conn(i, t0 + Duration::from_secs(10 - i)))
+        .collect();
     conns[0].last_used = t; // recently used
     let d = p.decide(&conns, 0, 0, t);
     assert_eq!(d.retire, vec![5, 4, 3]);
@@ -117,8 +119,10 @@ fn pick_takes_the_least_loaded_then_the_longest_unused() {
         busy(conn(3, t0), 1),
         conn(5, t0 + S),
         conn(4, t0 + S),
+        conn(6, t0),
     ];
-    assert_eq!(p.pick(&conns, t0 + S), Some(4));
+    assert_eq!(p.pick(&conns, t0 + S), Some(6), "the longest unused");
+    assert_eq!(p.pick(&conns[..5], t0 + S), Some(4), "then the lowest id");
     assert_eq!(p.pick(&conns[..3], t0), Some(3));
     assert_eq!(p.pick(&conns[..2], t0), None);
     // Past its lifetime: only when nothing else is there.
@@ -149,7 +153,10 @@ fn next_check_is_the_health_interval_or_the_nearest_expiry() {
     // Idle past max_idle_time but kept for min_size: no expiry to wake up for.
     let mut p = pool();
     let t = t0 + S * 400;
-    assert!(p.decide(&[conn(1, t0), conn(2, t0)], 0, 0, t).retire.is_empty());
+    assert!(p
+        .decide(&[conn(1, t0), conn(2, t0)], 0, 0, t)
+        .retire
+        .is_empty());
     assert_eq!(p.next_check(t), t + S * 30);
     // The next check never lies in the past.
     assert_eq!(p.next_check(t0 + S * 1000), t0 + S * 1000);
