@@ -106,8 +106,9 @@ pub struct Probe {
 pub struct Breaker {
     config: BreakerConfig,
     state: State,
-    /// Closed: times of the failures still inside the monitoring window (at most
-    /// `failure_threshold`, as reaching it opens the breaker and clears them).
+    /// Closed: times of the failures still inside the monitoring window. Reaching
+    /// `failure_threshold` opens the breaker and clears them, and nothing else adds to
+    /// them, so a breaker that closes again starts from none.
     failures: VecDeque<Instant>,
     /// Numbers the half-open periods; see [`Probe`].
     trial: u64,
@@ -181,7 +182,6 @@ impl Breaker {
                 self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
                 self.successes = self.successes.saturating_add(1);
                 if self.successes >= self.config.success_threshold {
-                    self.failures.clear();
                     return self.enter(State::Closed);
                 }
                 None
@@ -221,9 +221,8 @@ impl Breaker {
         probe.is_some_and(|p| p.trial == self.trial)
     }
 
+    /// The probe counters are reset on the way into half-open, not here.
     fn open(&mut self, now: Instant) -> Option<Transition> {
-        self.probes_in_flight = 0;
-        self.successes = 0;
         self.enter(State::Open {
             until: later(now, self.config.recovery_timeout),
         })

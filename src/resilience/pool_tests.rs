@@ -119,8 +119,10 @@ fn pick_takes_the_least_loaded_then_the_longest_unused() {
         busy(conn(3, t0), 1),
         conn(5, t0 + S),
         conn(4, t0 + S),
+        conn(6, t0),
     ];
-    assert_eq!(p.pick(&conns, t0 + S), Some(4));
+    assert_eq!(p.pick(&conns, t0 + S), Some(6), "the longest unused");
+    assert_eq!(p.pick(&conns[..5], t0 + S), Some(4), "then the lowest id");
     assert_eq!(p.pick(&conns[..3], t0), Some(3));
     assert_eq!(p.pick(&conns[..2], t0), None);
     // Past its lifetime: only when nothing else is there.

@@ -112,6 +112,11 @@ fn a_commit_later_than_needed_is_accounted_when_it_goes() {
     // And a commit asking for earlier than allowed is moved to the allowed time.
     l.commit(t0, t0);
     assert_eq!(l.peek(t0), MS * 2100);
+    // Same in window mode, where an early go-time would break the window's order.
+    let mut w = window(1.0, Duration::from_secs(1));
+    w.commit(t0, t0);
+    w.commit(t0, t0);
+    assert_eq!(w.peek(t0), Duration::from_secs(2));
 }
 
 #[test]
@@ -191,6 +196,15 @@ fn degenerate_settings_clamp_instead_of_panicking() {
         for _ in 0..3 {
             let _ = w.reserve(t0, Duration::MAX);
         }
+    }
+    // No usable rate reads as the slowest one, not as "unlimited".
+    for rate in [0.0, -5.0, f64::NAN, f64::NEG_INFINITY] {
+        let mut l = bucket(rate, 1);
+        assert_eq!(l.reserve(t0, Duration::ZERO), Ok(t0));
+        assert!(l.peek(t0) > Duration::from_secs(86_400), "rate {rate}");
+        let mut w = window(rate, Duration::from_secs(1));
+        assert_eq!(w.reserve(t0, Duration::ZERO), Ok(t0));
+        assert_eq!(w.peek(t0), Duration::from_secs(1), "rate {rate}");
     }
     // Burst 0 behaves as 1: one immediate request, not none.
     let mut l = bucket(1.0, 0);
