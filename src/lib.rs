@@ -30,7 +30,8 @@
 //!                    rewrite.rs (find / set / remove JSON members by splicing bytes),
 //!                    gateway/ (envelope, MCPB and legacy frame codecs)
 //! net/               tls.rs (the one rustls config builder), credentials.rs
-//! resilience/        pure state machines with injected time: backoff.rs
+//! resilience/        pure state machines with injected time: backoff.rs, rate_limit.rs,
+//!                    breaker.rs, balance.rs, pool.rs
 //! telemetry/         logging.rs, redact.rs (URLs without userinfo or query)
 //! shutdown.rs        signals and the ordered drain of pending requests
 //! ```
