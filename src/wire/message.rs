@@ -183,16 +183,10 @@ impl Message {
     }
 
     /// The same message with the JSON value at `span` (inside `params`, `result` or
-    /// `error`, never the id or method) replaced by the JSON value `value`. The envelope is
-    /// carried over rather than parsed again (aggregation's name splice is on every routed
-    /// call); `None` when `span` is out of range or touches the id. A batch is re-parsed.
-    pub fn spliced(&self, span: std::ops::Range<usize>, value: &[u8]) -> Option<Message> {
-        self.spliced_with(span, value.len(), |out| out.extend_from_slice(value))
-    }
-
-    /// [`Message::spliced`] with the new value written by `write` straight into the new
-    /// message (`hint`: about how many bytes it writes), so quoting a string costs no
-    /// buffer of its own.
+    /// `error`, never the id or method) replaced by the JSON value `write` appends (`hint`:
+    /// about how many bytes), straight into the new message. The envelope is carried over
+    /// rather than parsed again (aggregation's name splice is on every routed call);
+    /// `None` when `span` is out of range or touches the id. A batch is re-parsed.
     pub fn spliced_with(
         &self,
         span: std::ops::Range<usize>,
@@ -369,7 +363,9 @@ mod tests {
             .raw()
             .windows(what.len())
             .position(|w| w == what.as_bytes())?;
-        m.spliced(at..at + what.len(), value.as_bytes())
+        m.spliced_with(at..at + what.len(), value.len(), |out| {
+            out.extend_from_slice(value.as_bytes())
+        })
     }
 
     #[test]
@@ -405,10 +401,12 @@ mod tests {
     fn spliced_refuses_an_edit_of_the_id_or_out_of_range() {
         let m = parse(r#"{"jsonrpc":"2.0","id":12,"method":"x","params":{}}"#).unwrap();
         assert!(splice_over(&m, "12", "13").is_none());
-        assert!(m.spliced(0..m.raw().len() + 1, b"1").is_none());
+        assert!(m
+            .spliced_with(0..m.raw().len() + 1, 1, |o| o.push(b'1'))
+            .is_none());
         #[allow(clippy::reversed_empty_ranges)]
         let backwards = 5..2;
-        assert!(m.spliced(backwards, b"1").is_none());
+        assert!(m.spliced_with(backwards, 1, |o| o.push(b'1')).is_none());
     }
 
     #[test]

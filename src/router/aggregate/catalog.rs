@@ -96,7 +96,7 @@ impl Catalog {
         }
         let mut out = Vec::with_capacity(pages.iter().map(|p| p.reply.len()).sum::<usize>() + 64);
         out.extend_from_slice(b"{");
-        out.extend_from_slice(rewrite::quote(key).as_bytes());
+        rewrite::quote_into(&mut out, key);
         out.extend_from_slice(b":[");
         for (i, (p, span, named)) in items.into_iter().enumerate() {
             if i > 0 {
@@ -135,7 +135,7 @@ impl Catalog {
         out.push(b']');
         if let Some(next) = next {
             out.extend_from_slice(br#","nextCursor":"#);
-            out.extend_from_slice(rewrite::quote(next).as_bytes());
+            rewrite::quote_into(&mut out, next);
         }
         // The rest of the result (2026-07-28: resultType, ttlMs, cacheScope) as the first
         // server that answered wrote it, the shortest ttl of all.
@@ -176,7 +176,7 @@ impl Catalog {
         }
         for (name, value) in extra {
             out.push(b',');
-            out.extend_from_slice(rewrite::quote(&name).as_bytes());
+            rewrite::quote_into(&mut out, &name);
             out.push(b':');
             out.extend_from_slice(&value);
         }
