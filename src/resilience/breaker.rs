@@ -144,6 +144,16 @@ impl Breaker {
         &self.config
     }
 
+    /// Whether [`Breaker::admit`] at `now` would let a request through, without taking a
+    /// probe slot or moving the state on.
+    pub fn would_admit(&self, now: Instant) -> bool {
+        match self.state {
+            State::Closed => true,
+            State::Open { until } => now >= until,
+            State::HalfOpen => self.probes_in_flight < self.config.success_threshold,
+        }
+    }
+
     /// May a request go now? Moves an open breaker whose recovery wait has passed to
     /// half-open, which is returned as the transition.
     pub fn admit(&mut self, now: Instant) -> (Admit, Option<Transition>) {

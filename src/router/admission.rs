@@ -141,7 +141,7 @@ impl Core {
                     .filter_map(|q| q.not_before)
                     .filter(|t| *t > now)
                     .min();
-                u.wake.notify_one();
+                u.wake();
             }
         }
     }

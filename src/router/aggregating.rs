@@ -187,7 +187,7 @@ impl Core {
         match entry.stage {
             super::pending::Stage::Queued => u.withdraw(&key.1),
             super::pending::Stage::Sent { gen } => {
-                if gen == u.gen && u.is_up() {
+                if u.has_conn(gen) {
                     let notice = crate::wire::error::cancelled_notification(
                         &key.1,
                         "cancelled by the client",
@@ -238,10 +238,11 @@ impl Core {
         bytes: Bytes,
         failed: bool,
     ) -> Option<Delivery> {
-        if let Some(u) = st.upstreams.get(key.0 .0 as usize) {
-            // A slot may have freed up for a request held back by the concurrency limit.
-            if !u.outbox.is_empty() && u.max_concurrent != usize::MAX {
-                u.wake.notify_one();
+        if let Some(u) = st.upstreams.get_mut(key.0 .0 as usize) {
+            // A slot may have freed up for a request held back by the concurrency limit,
+            // or a connection of a pool for one designated elsewhere.
+            if !u.outbox.is_empty() && (u.max_concurrent != usize::MAX || u.dispatching) {
+                u.wake();
             }
         }
         if let Some(agg) = st.agg.as_mut() {

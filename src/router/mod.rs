@@ -14,6 +14,7 @@
 mod admission;
 pub mod aggregate;
 mod aggregating;
+mod dispatch;
 pub mod ids;
 pub mod pending;
 mod port;
@@ -33,6 +34,7 @@ use crate::wire::id::splice;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 pub use admission::Admission;
 pub use aggregate::{ServerSetup, Setup as AggregateSetup};
+pub use dispatch::{LaneConfig, Outcome};
 use ids::Ids;
 use pending::{NewEntry, Pending, Stage};
 pub use port::{send_all, Conn, Port};
@@ -155,12 +157,8 @@ impl Core {
 
     /// The handle an upstream's tasks use.
     pub fn port(self: &Arc<Self>, up: UpstreamId) -> Port {
-        let (name, wake) = {
-            let st = self.lock();
-            let u = &st.upstreams[up.0 as usize];
-            (u.name.clone(), u.wake.clone())
-        };
-        Port::new(self.clone(), up, name, wake)
+        let name = self.lock().upstreams[up.0 as usize].name.clone();
+        Port::new(self.clone(), up, name)
     }
 
     /// Several servers behind this router: it answers as one server (see `aggregate`).
@@ -281,6 +279,9 @@ impl Core {
         if let Link::Failed(err) = &u.link {
             return ClientDecision::Reply(err.to_response(Some(&id)));
         }
+        if let Some(err) = Self::circuit_refusal(u, now) {
+            return ClientDecision::Reply(err.to_response(Some(&id)));
+        }
         if u.outbox.len() >= limit {
             tracing::warn!(upstream = %u.name, %id, queued = u.outbox.len(), "queue full");
             return ClientDecision::Reply(queue_full(limit, &id));
@@ -356,6 +357,9 @@ impl Core {
         if let Link::Failed(err) = &u.link {
             return refuse(&err.clone());
         }
+        if let Some(err) = Self::circuit_refusal(u, now) {
+            return refuse(&err);
+        }
         let limit = self.outbox_limit(st, up);
         if u.outbox.len() >= limit {
             return refuse(&RouterError::new(
@@ -390,8 +394,11 @@ impl Core {
         if msg.method() == Some("notifications/cancelled") {
             if let Some(target) = cancelled_request_id(msg.raw()) {
                 if let Some(key) = st.pending.key_of(session, &target).cloned() {
-                    let stage = st.pending.get(&key).map(|e| e.stage);
-                    st.pending.remove(&key);
+                    let entry = st.pending.remove(&key);
+                    let stage = entry.as_ref().map(|e| e.stage);
+                    if let Some(e) = &entry {
+                        self.account(st, key.0, e, Outcome::Void);
+                    }
                     self.notify_if_idle(st);
                     match stage {
                         Some(Stage::Queued) => {
@@ -440,7 +447,7 @@ impl Core {
                 // would send it twice.
                 ClientDecision::Accepted
             }
-            _ if only_gen.is_some_and(|g| g != u.gen || !u.is_up()) => {
+            _ if only_gen.is_some_and(|g| !u.has_conn(g)) => {
                 // The connection that carried the cancelled request is gone already.
                 ClientDecision::Drop
             }
@@ -469,7 +476,7 @@ impl Core {
             return ClientDecision::Drop;
         };
         let u = &mut st.upstreams[origin.upstream.0 as usize];
-        if !u.is_up() || u.gen != origin.gen {
+        if !u.has_conn(origin.gen) {
             tracing::info!(upstream = %u.name, %id, "dropping the client's answer: the server connection that asked is gone");
             return ClientDecision::Drop;
         }
@@ -546,6 +553,7 @@ impl Core {
                     }
                 }
                 let entry = st.pending.remove(&key)?;
+                self.account(&mut st, up, &entry, Outcome::Answered);
                 if entry.method.as_deref() == Some("initialize") {
                     st.upstreams[up.0 as usize]
                         .session
@@ -637,6 +645,7 @@ impl Core {
                     });
                     if ours {
                         if let Some(e) = st.pending.remove(&key) {
+                            self.account(st, up, &e, Outcome::Answered);
                             session.get_or_insert(e.session);
                         }
                     } else if !st.pending.contains(&key) {
@@ -670,31 +679,41 @@ impl Core {
     pub fn pull(&self, up: UpstreamId, gen: u64, out: &mut Vec<Message>, max: usize) -> bool {
         let mut st = self.lock();
         let st = &mut *st;
-        let u = &mut st.upstreams[up.0 as usize];
-        if !u.is_up() || u.gen != gen {
+        if !st.upstreams[up.0 as usize].has_conn(gen) {
             return false;
         }
         let mut in_flight = st.pending.sent(up);
         let mut now = None;
         let mut held = false;
         let mut i = 0;
-        while out.len() < max && i < u.outbox.len() {
-            if u.gate == Some(0) {
+        loop {
+            let u = &mut st.upstreams[up.0 as usize];
+            if out.len() >= max || i >= u.outbox.len() || u.gate == Some(0) {
                 break;
             }
             let q = &u.outbox[i];
             let requests = q.requests();
+            let mut to = None;
             if requests > 0 {
                 let full = in_flight > 0 && in_flight + requests > u.max_concurrent;
                 let early = q
                     .not_before
                     .is_some_and(|t| t > *now.get_or_insert_with(Instant::now));
+                if !(held || full || early) && u.dispatching {
+                    let tags = q.tags.clone();
+                    let at = *now.get_or_insert_with(Instant::now);
+                    match Self::turn(st, up, gen, tags, at) {
+                        dispatch::Turn::Take(t) => to = t,
+                        dispatch::Turn::Hold => held = true,
+                    }
+                }
                 if held || full || early {
                     held = true;
                     i += 1;
                     continue;
                 }
             }
+            let u = &mut st.upstreams[up.0 as usize];
             let Some(q) = u.outbox.remove(i) else { break };
             if let Some(n) = u.gate.as_mut() {
                 *n -= 1;
@@ -705,10 +724,16 @@ impl Core {
             in_flight += requests;
             match &q.tracked {
                 Tracked::None => {}
-                Tracked::One(id) => st.pending.set_stage(&(up, id.clone()), Stage::Sent { gen }),
+                Tracked::One(id) => {
+                    st.pending
+                        .set_stage(&(up, id.clone()), Stage::Sent { gen }, to)
+                }
                 Tracked::Many(ids) => {
                     for id in ids.iter() {
-                        st.pending.set_stage(&(up, id.clone()), Stage::Sent { gen });
+                        st.pending
+                            .set_stage(&(up, id.clone()), Stage::Sent { gen }, to);
+                        // One probe is one request's: the other members only count.
+                        to = to.map(|t| pending::SentTo { probe: None, ..t });
                     }
                 }
             }
@@ -717,17 +742,54 @@ impl Core {
         true
     }
 
-    /// Upstream `up` has a live connection: returns its generation; its writer pulls.
+    /// Upstream `up` has a live connection (on its first lane): returns its generation.
     pub fn up(&self, up: UpstreamId) -> u64 {
+        self.connect(up, 0).0
+    }
+
+    /// Upstream `up` has a new live connection on endpoint lane `lane`: its generation
+    /// and what wakes its writer, which pulls.
+    pub fn connect(&self, up: UpstreamId, lane: u16) -> (u64, Arc<Notify>) {
         let mut st = self.lock();
         let u = &mut st.upstreams[up.0 as usize];
-        u.link = Link::Up;
-        u.wake.notify_one();
-        let gen = u.gen;
-        for d in self.agg_changed(&mut st, up, true, Instant::now()) {
-            aggregating::notify_now(Some(d));
+        let first = u.conns.is_empty();
+        let gen = u.next_gen;
+        u.next_gen += 1;
+        let wake = Arc::new(Notify::new());
+        wake.notify_one();
+        u.conns.push(upstreams::ConnSlot {
+            gen,
+            lane,
+            wake: wake.clone(),
+        });
+        if !matches!(u.link, Link::Failed(_)) {
+            u.link = Link::Up;
         }
-        gen
+        dispatch::refresh(u);
+        if first {
+            for d in self.agg_changed(&mut st, up, true, Instant::now()) {
+                aggregating::notify_now(Some(d));
+            }
+        }
+        (gen, wake)
+    }
+
+    /// Takes connection `gen` out of `up`'s live set: its lane, or `None` when it was not
+    /// live. The upstream is down once none is left.
+    fn remove_conn(st: &mut State, up: UpstreamId, gen: u64) -> Option<u16> {
+        let u = &mut st.upstreams[up.0 as usize];
+        let i = u.conns.iter().position(|c| c.gen == gen)?;
+        let slot = u.conns.remove(i);
+        if u.designated == Some(gen) {
+            u.designated = None;
+        }
+        if u.conns.is_empty() && !matches!(u.link, Link::Failed(_)) {
+            u.link = Link::Down;
+        }
+        dispatch::refresh(u);
+        // What waited for this connection goes to another one.
+        u.wake();
+        Some(slot.lane)
     }
 
     /// Connection `gen` of `up` hands back messages it took but could not send (the
@@ -739,11 +801,9 @@ impl Core {
             upstreams, pending, ..
         } = &mut *st;
         let u = &mut upstreams[up.0 as usize];
-        if u.gen != gen {
+        if !u.has_conn(gen) {
             return;
         }
-        u.gen += 1;
-        u.link = Link::Down;
         pending.forget_abandoned(up, Some(gen));
         for msg in msgs.into_iter().rev() {
             let tracked = match msg.kind() {
@@ -767,30 +827,32 @@ impl Core {
                 continue;
             }
             for id in ids {
-                pending.set_stage(&(up, id), Stage::Queued);
+                pending.set_stage(&(up, id), Stage::Queued, None);
             }
             u.outbox.push_front(Queued::new(msg, tracked));
         }
+        Self::remove_conn(&mut st, up, gen);
     }
 
     /// Connection `gen` of `up` was lost: fail what it carried, keep what is queued.
     pub fn down(&self, up: UpstreamId, gen: u64, reason: &RouterError) -> Vec<Delivery> {
         let mut st = self.lock();
-        let u = &mut st.upstreams[up.0 as usize];
-        if u.gen != gen {
+        let Some(lane) = Self::remove_conn(&mut st, up, gen) else {
             return Vec::new();
+        };
+        let u = &mut st.upstreams[up.0 as usize];
+        u.outbox.retain(|q| q.only_gen.is_none_or(|g| g != gen));
+        let last = u.conns.is_empty();
+        if last {
+            u.gate = None;
         }
-        u.gen += 1;
-        if !matches!(u.link, Link::Failed(_)) {
-            u.link = Link::Down;
-        }
-        u.outbox.retain(|q| q.only_gen.is_none());
-        u.gate = None;
         st.reverse.forget(up, Some(gen));
         st.pending.forget_abandoned(up, Some(gen));
         let lost = st
             .pending
             .take_where(|k, e| k.0 == up && e.stage == Stage::Sent { gen });
+        let probes: Vec<_> = lost.iter().filter_map(|(_, e)| e.sent?.probe).collect();
+        self.account_lost(&mut st, up, lane, &probes);
         self.notify_if_idle(&st);
         let mut out: Vec<Delivery> = lost
             .into_iter()
@@ -799,7 +861,9 @@ impl Core {
                 self.settle(&mut st, &k, e.session, bytes, true)
             })
             .collect();
-        out.extend(self.agg_changed(&mut st, up, false, Instant::now()));
+        if last {
+            out.extend(self.agg_changed(&mut st, up, false, Instant::now()));
+        }
         out
     }
 
@@ -808,7 +872,8 @@ impl Core {
     pub fn failed(&self, up: UpstreamId, reason: RouterError) -> Vec<Delivery> {
         let mut st = self.lock();
         let u = &mut st.upstreams[up.0 as usize];
-        u.gen += 1;
+        u.conns.clear();
+        u.designated = None;
         u.outbox.clear();
         st.reverse.forget(up, None);
         st.pending.forget_abandoned(up, None);
@@ -830,15 +895,18 @@ impl Core {
     }
 
     /// Upstream `up` could not carry one request (`wire_id`): the error for its client.
+    /// `outcome` is what it says about the peer (a transport failure, or nothing).
     pub fn fail_request(
         &self,
         up: UpstreamId,
         wire_id: &Id,
         reason: &RouterError,
+        outcome: Outcome,
     ) -> Option<Delivery> {
         let mut st = self.lock();
         let key = (up, wire_id.clone());
         let e = st.pending.remove(&key)?;
+        self.account(&mut st, up, &e, outcome);
         self.notify_if_idle(&st);
         self.settle(
             &mut st,
@@ -873,7 +941,7 @@ impl Core {
             ErrorKind::TooLarge,
             format!("the reply from server '{name}' is {len} bytes, over the {limit}-byte message limit (raise local.max_message_size)"),
         );
-        self.fail_request(up, id, &err)
+        self.fail_request(up, id, &err, Outcome::Void)
     }
 
     /// Requests whose time is up: errors for their clients; the connections that carry
@@ -892,7 +960,7 @@ impl Core {
                     "request timeout while queued".to_owned()
                 }
                 Stage::Sent { gen } => {
-                    if gen == u.gen && u.is_up() {
+                    if u.has_conn(gen) {
                         late = Some(gen);
                         // A courtesy notice: losing it never loses the client's error reply.
                         let notice =
@@ -903,6 +971,7 @@ impl Core {
                 }
             };
             tracing::warn!(upstream = %u.name, id = %entry.client_id, method = ?entry.method, "{text}");
+            self.account(&mut st, up, &entry, Outcome::Failed);
             let reply =
                 RouterError::new(ErrorKind::Timeout, text).to_response(Some(&entry.client_id));
             let key = (up, wire);
@@ -912,6 +981,7 @@ impl Core {
             }
         }
         self.agg_due(&mut st, now, &mut out);
+        self.flush_open(&mut st, now, &mut out);
         Self::turns_due(&mut st, now);
         self.notify_if_idle(&st);
         out
@@ -920,7 +990,8 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Instant> {
         let st = self.lock();
         let ops = st.agg.as_ref().and_then(|a| a.ops.next_deadline());
-        [st.pending.next_deadline(), ops, Self::next_turn(&st)]
+        let flush = Self::circuit_due(&st).then(Instant::now);
+        [st.pending.next_deadline(), ops, Self::next_turn(&st), flush]
             .into_iter()
             .flatten()
             .min()

@@ -35,7 +35,18 @@ pub struct Entry {
     pub method: Option<Box<str>>,
     pub arrived: Instant,
     pub stage: Stage,
+    /// Where it went, once sent: the endpoint lane of its connection, the breaker probe
+    /// it carries, and when it left (what `timeout_duration` measures); see `dispatch`.
+    pub sent: Option<SentTo>,
     deadline: (Instant, u64),
+}
+
+/// Where a sent request went, for its breaker's account.
+#[derive(Debug, Clone, Copy)]
+pub struct SentTo {
+    pub lane: u16,
+    pub probe: Option<crate::resilience::breaker::Probe>,
+    pub at: Instant,
 }
 
 /// Abandoned requests remembered, at most (beyond, the oldest is forgotten).
@@ -57,6 +68,9 @@ pub struct Pending {
     /// limit counts. Kept here, where every stage change and removal happens, so no
     /// ending can be missed.
     sent: Vec<usize>,
+    /// The same per connection (upstream index, generation): what "least in flight"
+    /// compares across a pool's connections. A connection with none has no entry.
+    sent_by_conn: HashMap<(u32, u64), usize>,
 }
 
 /// What a new entry records.
@@ -114,14 +128,13 @@ impl Pending {
             method: new.method,
             arrived: new.now,
             stage: Stage::Queued,
+            sent: None,
             deadline,
         };
         let up = new.key.0;
         if let Some(old) = self.entries.insert(new.key, entry) {
             self.deadlines.remove(&old.deadline);
-            if matches!(old.stage, Stage::Sent { .. }) {
-                self.count_sent(up, false);
-            }
+            self.count_sent(up, old.stage, false);
         }
         earliest
     }
@@ -129,9 +142,7 @@ impl Pending {
     pub fn remove(&mut self, key: &Key) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.deadlines.remove(&entry.deadline);
-        if matches!(entry.stage, Stage::Sent { .. }) {
-            self.count_sent(key.0, false);
-        }
+        self.count_sent(key.0, entry.stage, false);
         let index = (entry.session, entry.client_id.clone());
         // A detached entry's client id may name another request of that client by now
         // (one lookup in the usual case; the rare other one puts it back).
@@ -169,17 +180,17 @@ impl Pending {
         true
     }
 
-    pub fn set_stage(&mut self, key: &Key, stage: Stage) {
+    /// Moves request `key` to `stage`; `to` records where a sent one went (`None` when
+    /// nobody needs to know: no breaker on its way).
+    pub fn set_stage(&mut self, key: &Key, stage: Stage, to: Option<SentTo>) {
         let Some(e) = self.entries.get_mut(key) else {
             return;
         };
-        let (was, is) = (
-            matches!(e.stage, Stage::Sent { .. }),
-            matches!(stage, Stage::Sent { .. }),
-        );
-        e.stage = stage;
-        if was != is {
-            self.count_sent(key.0, is);
+        let was = std::mem::replace(&mut e.stage, stage);
+        e.sent = to;
+        if was != stage {
+            self.count_sent(key.0, was, false);
+            self.count_sent(key.0, stage, true);
         }
     }
 
@@ -188,13 +199,30 @@ impl Pending {
         self.sent.get(up.0 as usize).copied().unwrap_or(0)
     }
 
-    fn count_sent(&mut self, up: UpstreamId, more: bool) {
+    /// Requests connection `gen` of `up` took and no reply settled yet.
+    pub fn sent_on(&self, up: UpstreamId, gen: u64) -> usize {
+        self.sent_by_conn.get(&(up.0, gen)).copied().unwrap_or(0)
+    }
+
+    /// One more (`more`) or one fewer request in `stage`; only `Sent` is counted.
+    fn count_sent(&mut self, up: UpstreamId, stage: Stage, more: bool) {
+        let Stage::Sent { gen } = stage else { return };
         let i = up.0 as usize;
         if self.sent.len() <= i {
             self.sent.resize(i + 1, 0);
         }
         let n = &mut self.sent[i];
         *n = if more { *n + 1 } else { n.saturating_sub(1) };
+        if more {
+            *self.sent_by_conn.entry((up.0, gen)).or_insert(0) += 1;
+        } else if let std::collections::hash_map::Entry::Occupied(mut o) =
+            self.sent_by_conn.entry((up.0, gen))
+        {
+            *o.get_mut() -= 1;
+            if *o.get() == 0 {
+                o.remove();
+            }
+        }
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -340,21 +368,31 @@ mod tests {
         let mut p = Pending::default();
         for n in 1..=4 {
             p.insert(new(n, t0, n.into()));
-            p.set_stage(&(UP, id(n)), Stage::Sent { gen: 1 });
+            p.set_stage(&(UP, id(n)), Stage::Sent { gen: 1 }, None);
         }
-        p.set_stage(&(UP, id(1)), Stage::Sent { gen: 2 });
+        assert_eq!(p.sent_on(UP, 1), 4);
+        p.set_stage(&(UP, id(1)), Stage::Sent { gen: 2 }, None);
         assert_eq!(p.sent(UP), 4);
-        p.set_stage(&(UP, id(4)), Stage::Queued);
+        assert_eq!((p.sent_on(UP, 1), p.sent_on(UP, 2)), (3, 1));
+        p.set_stage(&(UP, id(4)), Stage::Queued, None);
         assert_eq!(p.sent(UP), 3);
+        assert_eq!(p.sent_on(UP, 1), 2);
         p.remove(&(UP, id(2)));
         assert_eq!(p.sent(UP), 2);
+        assert_eq!(p.sent_on(UP, 1), 1);
         p.take_expired(t0 + Duration::from_secs(1));
         assert_eq!(p.sent(UP), 1);
+        assert_eq!((p.sent_on(UP, 1), p.sent_on(UP, 2)), (1, 0));
         p.insert(new(3, t0, 9));
         assert_eq!(
             p.sent(UP),
             0,
             "an entry replaced under its key is no longer sent"
+        );
+        assert_eq!(p.sent_on(UP, 1), 0);
+        assert!(
+            p.sent_by_conn.is_empty(),
+            "no connection keeps an entry at 0"
         );
         assert_eq!(p.sent(UpstreamId(7)), 0);
     }
@@ -364,12 +402,12 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pending::default();
         p.insert(new(1, t0, 1));
-        p.set_stage(&(UP, id(1)), Stage::Sent { gen: 1 });
+        p.set_stage(&(UP, id(1)), Stage::Sent { gen: 1 }, None);
         p.insert(new(2, t0, 1));
         let mut other = new(3, t0, 1);
         other.key.0 = UpstreamId(1);
         p.insert(other);
-        p.set_stage(&(UpstreamId(1), id(3)), Stage::Sent { gen: 1 });
+        p.set_stage(&(UpstreamId(1), id(3)), Stage::Sent { gen: 1 }, None);
         let sent = p.take_where(|k, e| k.0 == UP && matches!(e.stage, Stage::Sent { gen: 1 }));
         assert_eq!(sent.len(), 1);
         assert_eq!((p.sent(UP), p.sent(UpstreamId(1))), (0, 1));

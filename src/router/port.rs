@@ -8,18 +8,30 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::{Core, Delivery, Handshake, UpstreamId};
+use super::{Core, Delivery, Handshake, Outcome, UpstreamId};
 use crate::wire::{ErrorKind, Id, Message, RouterError};
 
 /// One connection (or process) of an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Conn {
     gen: u64,
+    lane: u16,
+    wake: Arc<Notify>,
 }
 
 impl Conn {
     pub fn gen(&self) -> u64 {
         self.gen
+    }
+
+    pub fn lane(&self) -> u16 {
+        self.lane
+    }
+
+    /// Resolves when the outbox may have something for this connection (a permit is
+    /// kept if nobody waits).
+    pub async fn ready(&self) {
+        self.wake.notified().await
     }
 }
 
@@ -29,7 +41,6 @@ pub struct Port {
     core: Arc<Core>,
     up: UpstreamId,
     name: Arc<str>,
-    wake: Arc<Notify>,
 }
 
 /// Sends each delivery to its session (a session that is gone is skipped).
@@ -46,13 +57,8 @@ async fn send(delivery: Option<Delivery>) {
 }
 
 impl Port {
-    pub(super) fn new(core: Arc<Core>, up: UpstreamId, name: Arc<str>, wake: Arc<Notify>) -> Self {
-        Self {
-            core,
-            up,
-            name,
-            wake,
-        }
+    pub(super) fn new(core: Arc<Core>, up: UpstreamId, name: Arc<str>) -> Self {
+        Self { core, up, name }
     }
 
     pub fn name(&self) -> &str {
@@ -78,47 +84,65 @@ impl Port {
         self.core.fresh_id(what)
     }
 
-    /// A connection is ready for traffic: what waited is released to its writer.
+    /// A connection (to endpoint lane 0) is ready for traffic: what waited is released.
     pub fn connected(&self) -> Conn {
-        Conn {
-            gen: self.core.up(self.up),
-        }
+        self.connected_on(0)
+    }
+
+    /// A connection to endpoint lane `lane` is ready for traffic.
+    pub fn connected_on(&self, lane: u16) -> Conn {
+        let (gen, wake) = self.core.connect(self.up, lane);
+        Conn { gen, lane, wake }
+    }
+
+    /// A connect attempt to endpoint lane `lane` failed (its breaker counts it).
+    pub fn connect_failed(&self, lane: u16) {
+        self.core.connect_failed(self.up, lane)
     }
 
     /// Takes up to `max` messages for `conn`'s writer; `false` once `conn` is stale.
-    pub fn pull(&self, conn: Conn, out: &mut Vec<Message>, max: usize) -> bool {
+    pub fn pull(&self, conn: &Conn, out: &mut Vec<Message>, max: usize) -> bool {
         self.core.pull(self.up, conn.gen, out, max)
     }
 
-    /// Resolves when the outbox may have something (a permit is kept if nobody waits).
-    pub async fn ready(&self) {
-        self.wake.notified().await
-    }
-
     /// A message the server sent on `conn`.
-    pub async fn deliver(&self, conn: Conn, msg: Message) {
+    pub async fn deliver(&self, conn: &Conn, msg: Message) {
         send(self.core.from_upstream(self.up, conn.gen, msg)).await
     }
 
     /// The server sent a message over the size limit (its id, if it could be read).
-    pub async fn oversized(&self, conn: Conn, id: Option<&Id>, len: usize, limit: usize) {
+    pub async fn oversized(&self, conn: &Conn, id: Option<&Id>, len: usize, limit: usize) {
         send(self.core.oversized(self.up, conn.gen, id, len, limit)).await
     }
 
     /// `conn` is gone: the requests it carried get `reason`; queued ones wait.
-    pub async fn lost(&self, conn: Conn, reason: &RouterError) {
+    pub async fn lost(&self, conn: &Conn, reason: &RouterError) {
         send_all(self.core.down(self.up, conn.gen, reason)).await
     }
 
     /// `conn` turned out to be the wrong transport: `msgs` (taken, not sent) go back to
     /// the front of the outbox for the next connection.
-    pub fn hand_back(&self, conn: Conn, msgs: Vec<Message>) {
+    pub fn hand_back(&self, conn: &Conn, msgs: Vec<Message>) {
         self.core.hand_back(self.up, conn.gen, msgs)
     }
 
-    /// One request (`id` as sent upstream) could not be carried: its client gets `reason`.
+    /// One request (`id` as sent upstream) could not be carried: its client gets `reason`,
+    /// which counts as a transport failure where it says the server could not be reached
+    /// (`upstream_unavailable`, `upstream_exited`, `timeout`).
     pub async fn fail_request(&self, id: &Id, reason: &RouterError) {
-        send(self.core.fail_request(self.up, id, reason)).await
+        let outcome = match reason.kind {
+            ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamExited | ErrorKind::Timeout => {
+                Outcome::Failed
+            }
+            _ => Outcome::Void,
+        };
+        send(self.core.fail_request(self.up, id, reason, outcome)).await
+    }
+
+    /// One request could not be carried for a reason that says nothing about the
+    /// server's health (it refused this request: HTTP 4xx): its client gets `reason`.
+    pub async fn refuse_request(&self, id: &Id, reason: &RouterError) {
+        send(self.core.fail_request(self.up, id, reason, Outcome::Void)).await
     }
 
     /// The upstream cannot be used at all: fail everything waiting, and answer every
@@ -130,7 +154,7 @@ impl Port {
     }
 
     /// Whether `conn` carries requests still waiting for replies.
-    pub fn busy(&self, conn: Conn) -> bool {
+    pub fn busy(&self, conn: &Conn) -> bool {
         self.core.busy(self.up, conn.gen)
     }
 }

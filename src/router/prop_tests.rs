@@ -713,7 +713,8 @@ impl Model {
     // --- writers -------------------------------------------------------------------------
 
     fn up(&mut self, up: usize) -> Check {
-        if self.ups[up].failed {
+        if self.ups[up].failed || self.ups[up].live {
+            // A live upstream's next connection is a second one (a pool).
             return Ok(());
         }
         let gen = self.core.up(UpstreamId(up as u32));
@@ -790,9 +791,12 @@ impl Model {
         let refused = with_requests[k % with_requests.len()].clone();
         for (tag, wire) in refused {
             let reason = RouterError::new(ErrorKind::UpstreamUnavailable, "cannot write");
-            let d =
-                self.core
-                    .fail_request(UpstreamId(up as u32), &Id::from_raw_json(&wire), &reason);
+            let d = self.core.fail_request(
+                UpstreamId(up as u32),
+                &Id::from_raw_json(&wire),
+                &reason,
+                super::Outcome::Failed,
+            );
             self.expect_errors(d.into_iter().collect(), vec![tag], "fail_request")?;
             if let Some(inbox) = self.ups[up].inbox.get_mut(&gen) {
                 inbox.retain(|&t| t != tag);

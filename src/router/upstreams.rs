@@ -1,6 +1,8 @@
-//! One upstream as the core sees it: its readiness, its connection generation, its
-//! outbox (owned here in every state, so writers pull and nothing blocks the client
-//! reader) and its session. Plain data; the core's methods change it under the lock.
+//! One upstream as the core sees it: its readiness, its live connections (one, or a
+//! pool's several, each on an endpoint lane), its outbox (owned here in every state, so
+//! writers pull and nothing blocks the client reader) and its session. Plain data; the
+//! core's methods change it under the lock (`dispatch.rs` decides which connection takes
+//! what).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::admission::Limiter;
+use super::dispatch::Lane;
 use super::session::UpstreamSession;
 use super::SessionId;
 use crate::wire::{Id, Kind, Message, RouterError};
@@ -18,7 +21,7 @@ use crate::wire::{Id, Kind, Message, RouterError};
 pub enum Link {
     /// Not (yet) able to take messages: they wait in the outbox.
     Down,
-    /// A connection (generation `Upstream::gen`) is pulling from the outbox.
+    /// At least one connection (`Upstream::conns`) is pulling from the outbox.
     Up,
     /// Gave up: requests are answered at once with this error.
     Failed(RouterError),
@@ -43,6 +46,8 @@ pub struct Queued {
     pub only_gen: Option<u64>,
     /// Not to be taken before then (a request waiting for its rate-limit token).
     pub not_before: Option<Instant>,
+    /// Only connections on lanes with one of these tags may take it (namespace routing).
+    pub tags: Option<Arc<[Box<str>]>>,
 }
 
 impl Queued {
@@ -53,6 +58,7 @@ impl Queued {
             tracked,
             only_gen: None,
             not_before: None,
+            tags: None,
         }
     }
 
@@ -66,16 +72,40 @@ impl Queued {
     }
 }
 
+/// One live connection of an upstream.
+#[derive(Debug)]
+pub struct ConnSlot {
+    pub gen: u64,
+    /// Which endpoint lane it is on (an index into `Upstream::lanes`).
+    pub lane: u16,
+    /// Wakes its writer.
+    pub wake: Arc<Notify>,
+}
+
 #[derive(Debug)]
 pub struct Upstream {
     pub name: Arc<str>,
     pub link: Link,
-    /// The current connection's generation; a lost connection moves it on.
-    pub gen: u64,
+    /// Live connections, oldest first; each has its own generation.
+    pub conns: Vec<ConnSlot>,
+    /// The next connection's generation (never reused, so a stale one is told apart).
+    pub next_gen: u64,
     pub outbox: VecDeque<Queued>,
     pub session: UpstreamSession,
-    /// Wakes the writer that pulls this outbox.
-    pub wake: Arc<Notify>,
+    /// The endpoints connections go to (at least one), their breakers and weights.
+    pub lanes: Vec<Lane>,
+    /// Set when choosing a connection needs the dispatcher (several connections, a
+    /// breaker, tags); otherwise the one connection takes everything.
+    pub dispatching: bool,
+    /// Spreads requests over the lanes.
+    pub balancer: crate::resilience::balance::Balancer,
+    /// The connection chosen for the first request that waits (see `dispatch`).
+    pub designated: Option<u64>,
+    /// Rotates which connection a push wakes when none is designated.
+    pub wake_turn: usize,
+    /// Set when a request waits behind lanes whose breakers are all open: the timer
+    /// answers what waits (`circuit_open`).
+    pub circuit_flush: bool,
     /// The client session its server-initiated messages go to.
     pub owner: Option<SessionId>,
     /// While set, how many more messages the writer may take (aggregation: the client's
@@ -94,10 +124,16 @@ impl Upstream {
         Self {
             name: Arc::from(name),
             link: Link::Down,
-            gen: 0,
+            conns: Vec::new(),
+            next_gen: 0,
             outbox: VecDeque::new(),
             session: UpstreamSession::default(),
-            wake: Arc::new(Notify::new()),
+            lanes: vec![Lane::default()],
+            dispatching: false,
+            balancer: Default::default(),
+            designated: None,
+            wake_turn: 0,
+            circuit_flush: false,
             owner: None,
             gate: None,
             max_concurrent: usize::MAX,
@@ -121,22 +157,61 @@ impl Upstream {
     /// Queues `q` first: before anything already waiting.
     pub fn push_front(&mut self, q: Queued) {
         self.outbox.push_front(q);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Lets only the next `n` messages through (`None`: everything).
     pub fn set_gate(&mut self, n: Option<usize>) {
         self.gate = n;
-        self.wake.notify_one();
+        self.wake();
     }
 
     pub fn is_up(&self) -> bool {
         matches!(self.link, Link::Up)
     }
 
+    /// Whether connection `gen` is live.
+    pub fn has_conn(&self, gen: u64) -> bool {
+        self.conns.iter().any(|c| c.gen == gen)
+    }
+
+    pub fn conn(&self, gen: u64) -> Option<&ConnSlot> {
+        self.conns.iter().find(|c| c.gen == gen)
+    }
+
     pub fn push(&mut self, q: Queued) {
         self.outbox.push_back(q);
-        self.wake.notify_one();
+        self.wake();
+    }
+
+    /// Wakes the writer that should look at the outbox: the only one, the designated
+    /// one, or (several, none chosen yet) the next in turn, which designates and passes
+    /// the wake on.
+    pub fn wake(&mut self) {
+        let target = match (self.conns.len(), self.designated) {
+            (0, _) => return,
+            (1, _) => 0,
+            (n, Some(gen)) => self.conns.iter().position(|c| c.gen == gen).unwrap_or(0) % n,
+            (n, None) => {
+                self.wake_turn = self.wake_turn.wrapping_add(1);
+                self.wake_turn % n
+            }
+        };
+        self.conns[target].wake.notify_one();
+    }
+
+    /// Wakes connection `gen`'s writer.
+    pub fn wake_conn(&self, gen: u64) {
+        if let Some(c) = self.conn(gen) {
+            c.wake.notify_one();
+        }
+    }
+
+    /// Wakes every writer (the state they wait on changed for all of them).
+    pub fn wake_all(&self) {
+        for c in &self.conns {
+            c.wake.notify_one();
+        }
     }
 
     /// Takes request `id` out of the outbox (the server never sees it): a single request

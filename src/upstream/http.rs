@@ -109,7 +109,7 @@ struct ToRouter {
 impl ToRouter {
     /// A message from the server; the core decides whether the client gets it.
     async fn deliver(&self, msg: Message) {
-        self.port.deliver(self.conn, msg).await
+        self.port.deliver(&self.conn, msg).await
     }
 
     /// The server could not answer request `id`: the client gets `text` (unless the
@@ -244,7 +244,7 @@ impl HttpUpstream {
             max: self.max_message_size,
             port: ToRouter {
                 port: port.clone(),
-                conn,
+                conn: conn.clone(),
             },
             session: Mutex::new(None),
             reinit: tokio::sync::Mutex::new(()),
@@ -288,7 +288,7 @@ impl HttpUpstream {
                         None => {}
                     }
                 }
-                m = next_message(&mut queued, &port, conn), if gate.is_none() => match m {
+                m = next_message(&mut queued, &port, &conn), if gate.is_none() => match m {
                     Some(msg) => gate = d.dispatch(msg),
                     None => break None,
                 }
@@ -305,7 +305,7 @@ impl HttpUpstream {
         if let Some(first) = legacy {
             let mut handed_back = vec![first];
             handed_back.extend(queued);
-            port.hand_back(conn, handed_back);
+            port.hand_back(&conn, handed_back);
             return Some(LegacySse);
         }
         let session = lock(&shared.session).clone();
@@ -332,7 +332,7 @@ impl HttpUpstream {
 
 /// The next message from the outbox (pulled a batch at a time); `None` once this
 /// connection is no longer the upstream's.
-async fn next_message(queued: &mut VecDeque<Message>, port: &Port, conn: Conn) -> Option<Message> {
+async fn next_message(queued: &mut VecDeque<Message>, port: &Port, conn: &Conn) -> Option<Message> {
     loop {
         if let Some(msg) = queued.pop_front() {
             return Some(msg);
@@ -342,7 +342,7 @@ async fn next_message(queued: &mut VecDeque<Message>, port: &Port, conn: Conn) -
             return None;
         }
         if batch.is_empty() {
-            port.ready().await;
+            conn.ready().await;
         }
         queued.extend(batch);
     }

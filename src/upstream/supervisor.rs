@@ -320,7 +320,7 @@ impl Supervisor {
         // Aborted when dropped: a reader never outlives its connection.
         let mut reader_task = AbortOnDropHandle::new(
             self.tracker.spawn(
-                read_loop(reader, port.clone(), conn, liveness.clone(), start)
+                read_loop(reader, port.clone(), conn.clone(), liveness.clone(), start)
                     .instrument(tracing::info_span!("upstream_reader", upstream = %port.name())),
             ),
         )
@@ -334,7 +334,7 @@ impl Supervisor {
         let mut batch = Vec::with_capacity(BATCH);
         let reason = loop {
             batch.clear();
-            if !port.pull(conn, &mut batch, BATCH) {
+            if !port.pull(&conn, &mut batch, BATCH) {
                 break "the connection was superseded".to_owned();
             }
             if !batch.is_empty() {
@@ -357,7 +357,7 @@ impl Supervisor {
                 biased;
                 _ = self.shutdown.cancelled() => return self.shut(writer, reader_task).await,
                 r = &mut reader_task => break r.unwrap_or_else(|_| format!("server '{}': the connection reader stopped", port.name())),
-                _ = port.ready() => {}
+                _ = conn.ready() => {}
                 _ = tick.tick(), if keepalive.is_some() => {
                     let sent = tokio::select! {
                         r = writer.ping() => r,
@@ -376,8 +376,8 @@ impl Supervisor {
                     let answered = start + heard >= at;
                     let enforced = match k.enforce {
                         Enforce::Always => true,
-                        Enforce::WhenIdle => !port.busy(conn),
-                        Enforce::WhenIdleAfterFirstPong => liveness.pong_seen.load(Ordering::Relaxed) && !port.busy(conn),
+                        Enforce::WhenIdle => !port.busy(&conn),
+                        Enforce::WhenIdleAfterFirstPong => liveness.pong_seen.load(Ordering::Relaxed) && !port.busy(&conn),
                     };
                     if !answered && enforced {
                         break format!("server '{}' did not answer a keepalive within {:?}; the connection is treated as lost", port.name(), k.deadline);
@@ -398,7 +398,7 @@ impl Supervisor {
             },
         );
         tracing::warn!(upstream = %port.name(), "{reason}");
-        port.lost(conn, &err).await;
+        port.lost(&conn, &err).await;
         End::Lost(reason)
     }
 
@@ -499,12 +499,12 @@ async fn read_loop(
         match reader.next().await {
             Inbound::Message(msg) => {
                 liveness.heard(start);
-                port.deliver(conn, msg).await;
+                port.deliver(&conn, msg).await;
             }
             Inbound::Oversized { id, len, limit } => {
                 liveness.heard(start);
                 tracing::warn!(upstream = %port.name(), len, limit, "server sent a message over the size limit");
-                port.oversized(conn, id.as_ref(), len, limit).await;
+                port.oversized(&conn, id.as_ref(), len, limit).await;
             }
             Inbound::Pong => {
                 liveness.pong_seen.store(true, Ordering::Relaxed);
