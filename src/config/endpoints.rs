@@ -79,7 +79,7 @@ pub enum Strategy {
     RoundRobin,
     /// The endpoint with the fewest requests in flight.
     LeastConnections,
-    /// At random in proportion to `weight`.
+    /// In proportion to `weight`, spread out (smooth weighted round robin).
     Weighted,
     /// The lowest `priority` number; round robin among equals.
     Priority,
@@ -93,6 +93,18 @@ impl Strategy {
         ("weighted", Strategy::Weighted),
         ("priority", Strategy::Priority),
     ];
+}
+
+impl From<Strategy> for crate::resilience::balance::Strategy {
+    fn from(s: Strategy) -> Self {
+        use crate::resilience::balance::Strategy as B;
+        match s {
+            Strategy::RoundRobin => B::RoundRobin,
+            Strategy::LeastConnections => B::LeastConnections,
+            Strategy::Weighted => B::Weighted,
+            Strategy::Priority => B::Priority,
+        }
+    }
 }
 
 /// `gateway_pool.namespace_routing` when `enabled: true`: which endpoints (by tag) a

@@ -87,6 +87,31 @@ impl Default for CircuitBreaker {
     }
 }
 
+impl From<&CircuitBreaker> for crate::resilience::breaker::BreakerConfig {
+    fn from(c: &CircuitBreaker) -> Self {
+        Self {
+            failure_threshold: c.failure_threshold,
+            recovery_timeout: c.recovery_timeout,
+            success_threshold: c.success_threshold,
+            timeout_duration: c.timeout_duration,
+            monitoring_window: c.monitoring_window,
+        }
+    }
+}
+
+impl From<&PoolConfig> for crate::resilience::pool::PoolConfig {
+    fn from(c: &PoolConfig) -> Self {
+        Self {
+            min_size: c.min_size as usize,
+            max_size: c.max_size as usize,
+            max_idle_time: c.max_idle_time,
+            max_lifetime: c.max_lifetime,
+            acquire_timeout: c.acquire_timeout,
+            health_check_interval: c.health_check_interval,
+        }
+    }
+}
+
 /// The gateway connection pool (`gateway.connection.pool`, and each endpoint's own under
 /// `…endpoints[].connection.pool`). On by default; `enabled: false` is `None`: one
 /// connection per endpoint.

@@ -35,6 +35,8 @@ pub struct LaneConfig {
     pub priority: i64,
     /// Namespace-routing tags it serves.
     pub tags: Vec<String>,
+    /// With a pool: how long a request may wait for one of its connections.
+    pub acquire_timeout: Option<Duration>,
 }
 
 /// One lane's live state.
@@ -45,6 +47,10 @@ pub struct Lane {
     pub weight: u32,
     pub priority: i64,
     pub tags: Box<[Box<str>]>,
+    /// Its connections come from a pool (idle times are tracked).
+    pub pooled: bool,
+    /// Gave up connecting (`reconnect.max_attempts`).
+    pub gone: bool,
 }
 
 impl Lane {
@@ -85,6 +91,7 @@ impl Core {
         let Some(u) = st.upstreams.get_mut(up.0 as usize) else {
             return;
         };
+        u.acquire_timeout = lanes.iter().filter_map(|l| l.acquire_timeout).min();
         u.lanes = lanes
             .into_iter()
             .map(|l| Lane {
@@ -93,6 +100,8 @@ impl Core {
                 weight: l.weight,
                 priority: l.priority,
                 tags: l.tags.into_iter().map(Into::into).collect(),
+                pooled: l.acquire_timeout.is_some(),
+                gone: false,
             })
             .collect();
         if u.lanes.is_empty() {
@@ -163,7 +172,13 @@ impl Core {
             return Turn::Hold;
         }
         u.designated = None;
-        let lane = u.conn(gen).map_or(0, |c| c.lane);
+        let lane = match u.conns.iter_mut().find(|c| c.gen == gen) {
+            Some(c) => {
+                c.last_used = now;
+                c.lane
+            }
+            None => 0,
+        };
         let Some(l) = u.lanes.get_mut(lane as usize) else {
             return Turn::Take(None);
         };
@@ -279,8 +294,9 @@ impl Core {
 
 /// Whether the dispatcher must choose (several connections, a breaker, several lanes).
 pub(super) fn refresh(u: &mut Upstream) {
-    u.dispatching =
-        u.conns.len() > 1 || u.lanes.len() > 1 || u.lanes.iter().any(|l| l.breaker.is_some());
+    u.dispatching = u.conns.len() > 1
+        || u.lanes.len() > 1
+        || u.lanes.iter().any(|l| l.breaker.is_some() || l.pooled);
 }
 
 /// The connection to take `q`: the lane by strategy, then its least busy connection.
@@ -296,7 +312,10 @@ fn designate(
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let conns = u.conns.iter().filter(|c| c.lane as usize == i);
+            let conns = u
+                .conns
+                .iter()
+                .filter(|c| c.lane as usize == i && !c.draining);
             let mut any = false;
             let in_flight = conns
                 .map(|c| {
@@ -319,8 +338,8 @@ fn designate(
     }?;
     u.conns
         .iter()
-        .filter(|c| c.lane as usize == lane)
-        .min_by_key(|c| pending.sent_on(up, c.gen))
+        .filter(|c| c.lane as usize == lane && !c.draining)
+        .min_by_key(|c| (pending.sent_on(up, c.gen), c.last_used))
         .map(|c| c.gen)
 }
 

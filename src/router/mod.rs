@@ -14,6 +14,7 @@
 mod admission;
 pub mod aggregate;
 mod aggregating;
+mod conns;
 mod dispatch;
 pub mod ids;
 pub mod pending;
@@ -34,6 +35,7 @@ use crate::wire::id::splice;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 pub use admission::Admission;
 pub use aggregate::{ServerSetup, Setup as AggregateSetup};
+pub use conns::LaneView;
 pub use dispatch::{LaneConfig, Outcome};
 use ids::Ids;
 use pending::{NewEntry, Pending, Stage};
@@ -297,6 +299,7 @@ impl Core {
             ..Queued::new(msg, Tracked::One(wire.clone()))
         });
         self.track(st, (up, wire), session, id, method, now);
+        Self::signal_pressure(st, up);
         ClientDecision::Accepted
     }
 
@@ -379,6 +382,7 @@ impl Core {
         for (id, method) in members {
             self.track(st, (up, id.clone()), session, id, method, now);
         }
+        Self::signal_pressure(st, up);
         ClientDecision::Accepted
     }
 
@@ -503,17 +507,21 @@ impl Core {
     ) {
         // A listen stream (2026-07-28) is answered only when it ends: no request timeout.
         let method_is_listen = method.as_deref() == Some("subscriptions/listen");
+        let timeout = if method_is_listen {
+            LISTEN_TIMEOUT
+        } else {
+            self.limits.request_timeout
+        };
+        // Waiting for a pool's connection has its own bound; once sent, the rest of the
+        // request's time applies (see `pull`).
+        let timeout = Self::acquire_timeout(st, key.0).map_or(timeout, |a| a.min(timeout));
         let earliest = st.pending.insert(NewEntry {
             key,
             session,
             client_id,
             method,
             now,
-            timeout: if method_is_listen {
-                LISTEN_TIMEOUT
-            } else {
-                self.limits.request_timeout
-            },
+            timeout,
         });
         if earliest {
             self.deadline_changed.notify_one();
@@ -722,74 +730,34 @@ impl Core {
                 continue;
             }
             in_flight += requests;
-            match &q.tracked {
-                Tracked::None => {}
-                Tracked::One(id) => {
-                    st.pending
-                        .set_stage(&(up, id.clone()), Stage::Sent { gen }, to)
-                }
-                Tracked::Many(ids) => {
-                    for id in ids.iter() {
-                        st.pending
-                            .set_stage(&(up, id.clone()), Stage::Sent { gen }, to);
-                        // One probe is one request's: the other members only count.
-                        to = to.map(|t| pending::SentTo { probe: None, ..t });
+            let acquired = u.acquire_timeout.is_some();
+            let ids: &[Id] = match &q.tracked {
+                Tracked::None => &[],
+                Tracked::One(id) => std::slice::from_ref(id),
+                Tracked::Many(ids) => ids,
+            };
+            for id in ids {
+                let key = (up, id.clone());
+                st.pending.set_stage(&key, Stage::Sent { gen }, to);
+                // One probe is one request's: the other members only count.
+                to = to.map(|t| pending::SentTo { probe: None, ..t });
+                if acquired {
+                    // It has its connection: from now on its own timeout runs.
+                    let listen = st.pending.get(&key).and_then(|e| e.method.as_deref())
+                        == Some("subscriptions/listen");
+                    let timeout = if listen {
+                        LISTEN_TIMEOUT
+                    } else {
+                        self.limits.request_timeout
+                    };
+                    if st.pending.reschedule(&key, timeout) {
+                        self.deadline_changed.notify_one();
                     }
                 }
             }
             out.push(q.msg);
         }
         true
-    }
-
-    /// Upstream `up` has a live connection (on its first lane): returns its generation.
-    pub fn up(&self, up: UpstreamId) -> u64 {
-        self.connect(up, 0).0
-    }
-
-    /// Upstream `up` has a new live connection on endpoint lane `lane`: its generation
-    /// and what wakes its writer, which pulls.
-    pub fn connect(&self, up: UpstreamId, lane: u16) -> (u64, Arc<Notify>) {
-        let mut st = self.lock();
-        let u = &mut st.upstreams[up.0 as usize];
-        let first = u.conns.is_empty();
-        let gen = u.next_gen;
-        u.next_gen += 1;
-        let wake = Arc::new(Notify::new());
-        wake.notify_one();
-        u.conns.push(upstreams::ConnSlot {
-            gen,
-            lane,
-            wake: wake.clone(),
-        });
-        if !matches!(u.link, Link::Failed(_)) {
-            u.link = Link::Up;
-        }
-        dispatch::refresh(u);
-        if first {
-            for d in self.agg_changed(&mut st, up, true, Instant::now()) {
-                aggregating::notify_now(Some(d));
-            }
-        }
-        (gen, wake)
-    }
-
-    /// Takes connection `gen` out of `up`'s live set: its lane, or `None` when it was not
-    /// live. The upstream is down once none is left.
-    fn remove_conn(st: &mut State, up: UpstreamId, gen: u64) -> Option<u16> {
-        let u = &mut st.upstreams[up.0 as usize];
-        let i = u.conns.iter().position(|c| c.gen == gen)?;
-        let slot = u.conns.remove(i);
-        if u.designated == Some(gen) {
-            u.designated = None;
-        }
-        if u.conns.is_empty() && !matches!(u.link, Link::Failed(_)) {
-            u.link = Link::Down;
-        }
-        dispatch::refresh(u);
-        // What waited for this connection goes to another one.
-        u.wake();
-        Some(slot.lane)
     }
 
     /// Connection `gen` of `up` hands back messages it took but could not send (the
@@ -957,7 +925,14 @@ impl Core {
             let text = match entry.stage {
                 Stage::Queued => {
                     u.withdraw(&wire);
-                    "request timeout while queued".to_owned()
+                    match u.acquire_timeout {
+                        Some(a) if a < self.limits.request_timeout => format!(
+                            "no connection to server '{}' became free within {} (connection.pool.acquire_timeout_ms)",
+                            u.name,
+                            fmt_secs(a.as_secs_f64())
+                        ),
+                        _ => "request timeout while queued".to_owned(),
+                    }
                 }
                 Stage::Sent { gen } => {
                     if u.has_conn(gen) {

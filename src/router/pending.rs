@@ -194,6 +194,20 @@ impl Pending {
         }
     }
 
+    /// Request `key`'s deadline becomes its arrival + `timeout`; whether that is now the
+    /// earliest deadline.
+    pub fn reschedule(&mut self, key: &Key, timeout: Duration) -> bool {
+        let Some(e) = self.entries.get_mut(key) else {
+            return false;
+        };
+        self.seq += 1;
+        let deadline = (e.arrived + timeout, self.seq);
+        let old = std::mem::replace(&mut e.deadline, deadline);
+        self.deadlines.remove(&old);
+        self.deadlines.insert(deadline, key.clone());
+        self.deadlines.keys().next() == Some(&deadline)
+    }
+
     /// Requests of upstream `up` a writer took and no reply settled yet.
     pub fn sent(&self, up: UpstreamId) -> usize {
         self.sent.get(up.0 as usize).copied().unwrap_or(0)

@@ -41,6 +41,8 @@ pub struct Port {
     core: Arc<Core>,
     up: UpstreamId,
     name: Arc<str>,
+    /// The endpoint lane its connections are on.
+    lane: u16,
 }
 
 /// Sends each delivery to its session (a session that is gone is skipped).
@@ -58,7 +60,24 @@ async fn send(delivery: Option<Delivery>) {
 
 impl Port {
     pub(super) fn new(core: Arc<Core>, up: UpstreamId, name: Arc<str>) -> Self {
-        Self { core, up, name }
+        Self {
+            core,
+            up,
+            name,
+            lane: 0,
+        }
+    }
+
+    /// The same upstream's handle for connections to endpoint lane `lane`.
+    pub fn on_lane(&self, lane: u16) -> Port {
+        Port {
+            lane,
+            ..self.clone()
+        }
+    }
+
+    pub fn lane(&self) -> u16 {
+        self.lane
     }
 
     pub fn name(&self) -> &str {
@@ -84,20 +103,43 @@ impl Port {
         self.core.fresh_id(what)
     }
 
-    /// A connection (to endpoint lane 0) is ready for traffic: what waited is released.
+    /// A connection (on this port's lane) is ready for traffic: what waited is released.
     pub fn connected(&self) -> Conn {
-        self.connected_on(0)
+        let (gen, wake) = self.core.connect(self.up, self.lane);
+        Conn {
+            gen,
+            lane: self.lane,
+            wake,
+        }
     }
 
-    /// A connection to endpoint lane `lane` is ready for traffic.
-    pub fn connected_on(&self, lane: u16) -> Conn {
-        let (gen, wake) = self.core.connect(self.up, lane);
-        Conn { gen, lane, wake }
+    /// A connect attempt failed (the lane's breaker counts it).
+    pub fn connect_failed(&self) {
+        self.core.connect_failed(self.up, self.lane)
     }
 
-    /// A connect attempt to endpoint lane `lane` failed (its breaker counts it).
-    pub fn connect_failed(&self, lane: u16) {
-        self.core.connect_failed(self.up, lane)
+    /// `conn` takes no new requests (it is closed once idle).
+    pub fn drain(&self, conn: &Conn) {
+        self.core.drain(self.up, conn.gen)
+    }
+
+    /// This lane's connections and what waits (for its pool driver).
+    pub fn lane_view(&self) -> super::LaneView {
+        self.core.lane_view(self.up, self.lane)
+    }
+
+    /// Notified when requests wait and every connection is busy.
+    pub fn pressure(&self) -> Arc<Notify> {
+        self.core.pressure(self.up)
+    }
+
+    /// The endpoint lanes and how requests are spread over them (before traffic starts).
+    pub fn set_lanes(
+        &self,
+        lanes: Vec<super::LaneConfig>,
+        strategy: crate::resilience::balance::Strategy,
+    ) {
+        self.core.set_lanes(self.up, lanes, strategy)
     }
 
     /// Takes up to `max` messages for `conn`'s writer; `false` once `conn` is stale.
@@ -145,12 +187,13 @@ impl Port {
         send(self.core.fail_request(self.up, id, reason, Outcome::Void)).await
     }
 
-    /// The upstream cannot be used at all: fail everything waiting, and answer every
-    /// later request at once with `text`.
+    /// This lane cannot be used any more; once no lane can, the upstream cannot be used
+    /// at all: everything waiting fails, and every later request is answered at once with
+    /// `text`.
     pub async fn give_up(&self, text: String) {
         tracing::error!(upstream = %self.name, "{text}");
         let err = RouterError::new(ErrorKind::UpstreamUnavailable, text);
-        send_all(self.core.failed(self.up, err)).await
+        send_all(self.core.lane_failed(self.up, self.lane, err)).await
     }
 
     /// Whether `conn` carries requests still waiting for replies.

@@ -80,6 +80,11 @@ pub struct ConnSlot {
     pub lane: u16,
     /// Wakes its writer.
     pub wake: Arc<Notify>,
+    pub opened_at: Instant,
+    /// When it last took a request (what a pool's idle time counts from).
+    pub last_used: Instant,
+    /// Takes no new requests: it is closed once idle.
+    pub draining: bool,
 }
 
 #[derive(Debug)]
@@ -106,6 +111,10 @@ pub struct Upstream {
     /// Set when a request waits behind lanes whose breakers are all open: the timer
     /// answers what waits (`circuit_open`).
     pub circuit_flush: bool,
+    /// Wakes the pool drivers of its lanes when requests wait and no connection is free.
+    pub pressure: Option<Arc<Notify>>,
+    /// With a pool: how long a request may wait for a connection.
+    pub acquire_timeout: Option<std::time::Duration>,
     /// The client session its server-initiated messages go to.
     pub owner: Option<SessionId>,
     /// While set, how many more messages the writer may take (aggregation: the client's
@@ -134,6 +143,8 @@ impl Upstream {
             designated: None,
             wake_turn: 0,
             circuit_flush: false,
+            pressure: None,
+            acquire_timeout: None,
             owner: None,
             gate: None,
             max_concurrent: usize::MAX,

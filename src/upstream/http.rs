@@ -119,6 +119,13 @@ impl ToRouter {
         self.port.fail_request(id, &err).await
     }
 
+    /// The server refused request `id` (4xx): the client gets `text`; the server's health
+    /// is not in question.
+    async fn refuse(&self, id: &Id, text: String) {
+        let err = RouterError::new(ErrorKind::UpstreamUnavailable, text);
+        self.port.refuse_request(id, &err).await
+    }
+
     fn negotiated_version(&self) -> Option<String> {
         self.port.negotiated_version()
     }
@@ -154,7 +161,10 @@ struct Shared {
 enum PostError {
     /// `404` on a request that carried a session id.
     SessionGone,
+    /// The server could not be reached or failed (a transport failure: 5xx, reset, …).
     Failed(String),
+    /// The server answered, refusing this message (4xx): nothing wrong with its health.
+    Refused(String),
 }
 
 /// What a POST's answer said about the server, once its status and headers are in.
@@ -543,17 +553,25 @@ async fn send(shared: &Shared, msg: &Message, mut answered: Option<Answered>) {
             Err(e) => Err(PostError::Failed(e)),
         };
     }
-    let text = match outcome {
+    let (text, transport) = match outcome {
         Ok(()) => return,
-        Err(PostError::SessionGone) => format!(
-            "server '{}' lost the session again right after it was re-established",
-            shared.name
+        Err(PostError::SessionGone) => (
+            format!(
+                "server '{}' lost the session again right after it was re-established",
+                shared.name
+            ),
+            true,
         ),
-        Err(PostError::Failed(text)) => text,
+        Err(PostError::Failed(text)) => (text, true),
+        Err(PostError::Refused(text)) => (text, false),
     };
     tracing::warn!(upstream = %shared.name, "{text}");
     for id in request_ids(msg) {
-        shared.port.fail(&id, text.clone()).await;
+        if transport {
+            shared.port.fail(&id, text.clone()).await;
+        } else {
+            shared.port.refuse(&id, text.clone()).await;
+        }
     }
 }
 
@@ -676,10 +694,15 @@ async fn post(
     }
     let delivered = read?;
     if delivered == 0 {
-        return Err(PostError::Failed(format!(
+        let text = format!(
             "server '{}' answered HTTP {status} without a JSON-RPC response",
             shared.name
-        )));
+        );
+        return Err(if status.is_server_error() {
+            PostError::Failed(text)
+        } else {
+            PostError::Refused(text)
+        });
     }
     if msg.method() == Some("initialize") && status.is_success() {
         start_get_stream(shared);
@@ -688,11 +711,16 @@ async fn post(
 }
 
 fn refused(shared: &Shared, msg: &Message, status: StatusCode) -> PostError {
-    PostError::Failed(format!(
+    let text = format!(
         "server '{}' refused a {} with HTTP {status}",
         shared.name,
         msg.method().unwrap_or("response")
-    ))
+    );
+    if status.is_server_error() {
+        PostError::Failed(text)
+    } else {
+        PostError::Refused(text)
+    }
 }
 
 /// The first answered POST got 400/404/405. A Streamable HTTP server sends a JSON-RPC
@@ -942,7 +970,7 @@ async fn reinitialize(shared: &Shared) -> Result<(), String> {
     read_reply(shared, resp, Some((&id, &mut reply)))
         .await
         .map_err(|e| match e {
-            PostError::Failed(t) => t,
+            PostError::Failed(t) | PostError::Refused(t) => t,
             PostError::SessionGone => "session lost during re-initialization".into(),
         })?;
     match reply.as_ref().map(super::replay_outcome) {

@@ -14,6 +14,7 @@ pub mod detect;
 pub mod gateway;
 pub mod http;
 mod param_headers;
+mod pool;
 mod reconnect;
 pub mod spec;
 pub mod sse;

@@ -27,11 +27,11 @@ pub enum Transport {
     /// An MCP server speaking the TCP binary framing (`tcp://`, `tcps://`).
     Tcp(String),
     /// Through the mcp-bridge gateway.
-    Gateway(Box<gateway::Connector>),
+    Gateway(Box<gateway::setup::Lanes>),
     /// Resolved by auto-detection before it starts.
     Detect {
         candidates: Vec<String>,
-        fallback: Option<Box<gateway::Connector>>,
+        fallback: Option<Box<gateway::setup::Lanes>>,
     },
 }
 
@@ -44,6 +44,8 @@ pub struct Spec {
     headers: BTreeMap<String, String>,
     tls: TlsConfig,
     settings: Settings,
+    /// `servers[].circuit_breaker` (a gateway has one per endpoint instead).
+    breaker: Option<crate::resilience::breaker::BreakerConfig>,
 }
 
 /// The process-wide settings upstreams use.
@@ -97,7 +99,7 @@ pub fn from_config(cfg: &Config) -> Result<Vec<Spec>, String> {
 }
 
 fn spec(server: &ServerConfig, cfg: &Config) -> Result<Spec, String> {
-    let gateway = || -> Result<Box<gateway::Connector>, String> {
+    let gateway = || -> Result<Box<gateway::setup::Lanes>, String> {
         let gw = cfg
             .gateway
             .as_ref()
@@ -146,6 +148,7 @@ fn spec(server: &ServerConfig, cfg: &Config) -> Result<Spec, String> {
         name: server.name.clone(),
         transport,
         reconnect: server.reconnect.clone(),
+        breaker: server.circuit_breaker.as_ref().map(Into::into),
         headers,
         tls: server.tls.clone(),
         settings: Settings {
@@ -238,7 +241,17 @@ pub fn spawn(
     let span = tracing::info_span!("upstream", upstream = %spec.name);
     let s = spec.settings;
     let name = spec.name;
-    let mut reconnect = spec.reconnect;
+    let reconnect = spec.reconnect;
+    if let (Some(breaker), false) = (
+        spec.breaker,
+        matches!(spec.transport, Transport::Gateway(_)),
+    ) {
+        let lane = crate::router::LaneConfig {
+            breaker: Some(breaker),
+            ..Default::default()
+        };
+        port.set_lanes(vec![lane], Default::default());
+    }
     let connector = match spec.transport {
         Transport::Http(url) => {
             // A server whose answer to the first POST says "legacy HTTP+SSE" carries on
@@ -299,10 +312,12 @@ pub fn spawn(
             })
             .map_err(|e| format!("server '{name}': {e}"))?,
         )),
-        Transport::Gateway(gw) => {
-            // The gateway's own reconnect policy, not the (implicit) server's.
-            reconnect = gw.reconnect.clone();
-            Connector::Gateway(gw)
+        Transport::Gateway(lanes) => {
+            let template = super::pool::Template {
+                replay_timeout: s.request_timeout,
+            };
+            super::pool::spawn_lanes(*lanes, port, &template, &shutdown, tracker, span);
+            return Ok(());
         }
     };
     let supervisor = supervisor(port, reconnect, &s, &shutdown, tracker);
@@ -323,6 +338,7 @@ fn supervisor(
         replay_timeout: s.request_timeout,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
+        slot: None,
     }
 }
 

@@ -246,9 +246,27 @@ impl Liveness {
 enum End {
     Shutdown,
     Lost(String),
+    /// Retired by its pool (closed once idle).
+    Retired,
+    /// Past its pool's `max_lifetime`: closed once idle, replaced at once.
+    Renew,
 }
 
-/// Runs one upstream until shutdown or until it can no longer be reached.
+/// One connection of a pool (`upstream::pool` drives these).
+#[derive(Clone)]
+pub(crate) struct Slot {
+    /// Cancelled when the pool shrinks: the connection drains, closes and is not replaced.
+    pub retire: CancellationToken,
+    /// Renewed (drained, closed, opened again) once this old.
+    pub max_lifetime: Duration,
+    /// Opened for load: once lost it is not reopened (the pool decides again).
+    pub extra: bool,
+    /// The live connection's generation (`u64::MAX`: none), for the pool to name it.
+    pub gen: Arc<AtomicU64>,
+}
+
+/// Runs one upstream (or one pool connection of it) until shutdown or until it can no
+/// longer be reached.
 pub(crate) struct Supervisor {
     pub port: Port,
     pub reconnect: ReconnectPolicy,
@@ -256,15 +274,25 @@ pub(crate) struct Supervisor {
     pub replay_timeout: Duration,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    pub slot: Option<Slot>,
 }
+
+/// While a retired connection drains, how often to look whether it is idle.
+const DRAIN_CHECK: Duration = Duration::from_millis(50);
 
 impl Supervisor {
     pub(crate) async fn run(self, mut connector: Connector) {
         let mut pacing = Pacing::new(self.port.name(), &self.reconnect, connector.is_process());
+        let retire = self
+            .slot
+            .as_ref()
+            .map(|s| s.retire.clone())
+            .unwrap_or_default();
         loop {
             let started = Instant::now();
             let attempt = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
+                _ = retire.cancelled() => return,
                 c = connector.connect(&self.port, &self.tracker) => c,
             };
             let reason = match attempt {
@@ -272,12 +300,21 @@ impl Supervisor {
                     self.port.give_up(text).await;
                     return;
                 }
-                Err(ConnectError::Retry(text)) => text,
+                Err(ConnectError::Retry(text)) => {
+                    self.port.connect_failed();
+                    text
+                }
                 Ok((writer, reader)) => match self.connection(&connector, writer, reader).await {
-                    End::Shutdown => return,
+                    End::Shutdown | End::Retired => return,
+                    End::Renew => continue,
+                    End::Lost(_) if self.slot.as_ref().is_some_and(|s| s.extra) => return,
                     End::Lost(reason) => reason,
                 },
             };
+            if self.slot.as_ref().is_some_and(|s| s.extra) {
+                // A connection opened for load that cannot be opened: the pool decides.
+                return;
+            }
             if !pacing
                 .wait(started, &reason, &self.port, &self.shutdown)
                 .await
@@ -315,7 +352,18 @@ impl Supervisor {
             }
         }
         let conn = port.connected();
+        if let Some(s) = &self.slot {
+            s.gen.store(conn.gen(), Ordering::Relaxed);
+        }
         let start = Instant::now();
+        let retire = self
+            .slot
+            .as_ref()
+            .map(|s| s.retire.clone())
+            .unwrap_or_default();
+        let renew_at = self.slot.as_ref().map(|s| start + s.max_lifetime);
+        // Set once retired or past its lifetime: no new requests; closed once idle.
+        let mut draining: Option<End> = None;
         let liveness = Arc::new(Liveness::default());
         // Aborted when dropped: a reader never outlives its connection.
         let mut reader_task = AbortOnDropHandle::new(
@@ -333,6 +381,16 @@ impl Supervisor {
         let mut last_ping: Option<Instant> = None;
         let mut batch = Vec::with_capacity(BATCH);
         let reason = loop {
+            if draining.is_some() && !port.busy(&conn) {
+                let end = draining.take().unwrap_or(End::Retired);
+                writer.close().await;
+                drop(reader_task);
+                let err =
+                    RouterError::new(ErrorKind::UpstreamExited, "the pool closed this connection");
+                port.lost(&conn, &err).await;
+                tracing::debug!(upstream = %port.name(), gen = conn.gen(), "pool connection closed");
+                return end;
+            }
             batch.clear();
             if !port.pull(&conn, &mut batch, BATCH) {
                 break "the connection was superseded".to_owned();
@@ -358,6 +416,15 @@ impl Supervisor {
                 _ = self.shutdown.cancelled() => return self.shut(writer, reader_task).await,
                 r = &mut reader_task => break r.unwrap_or_else(|_| format!("server '{}': the connection reader stopped", port.name())),
                 _ = conn.ready() => {}
+                _ = retire.cancelled(), if draining.is_none() => {
+                    port.drain(&conn);
+                    draining = Some(End::Retired);
+                }
+                _ = sleep_until(renew_at), if draining.is_none() && renew_at.is_some() => {
+                    port.drain(&conn);
+                    draining = Some(End::Renew);
+                }
+                _ = tokio::time::sleep(DRAIN_CHECK), if draining.is_some() => {}
                 _ = tick.tick(), if keepalive.is_some() => {
                     let sent = tokio::select! {
                         r = writer.ping() => r,

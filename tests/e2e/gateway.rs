@@ -188,6 +188,11 @@ fn fast_reconnect() -> &'static str {
     "    reconnect:\n      initial_delay_ms: 50\n      max_delay_ms: 300\n      max_attempts: 0\n      jitter: 0.1\n"
 }
 
+/// One connection instead of the default pool (tests of what one connection does).
+fn one_connection() -> &'static str {
+    "    pool:\n      enabled: false\n"
+}
+
 #[test]
 fn gateway_flag_with_env_token_and_no_secret_in_trace_logs() {
     let gw = gateway(&echo_backend(), &["--ws", "127.0.0.1:0", "--token", TOKEN]);
@@ -541,8 +546,9 @@ fn gateway_dropping_mid_message_costs_only_that_request() {
         };
         let mut r = router(
             &format!(
-                "gateway:\n  url: {url}\n  connection:\n{}",
-                fast_reconnect()
+                "gateway:\n  url: {url}\n  connection:\n{}{}",
+                fast_reconnect(),
+                one_connection()
             ),
             &[("MCP_AUTH_TOKEN", TOKEN)],
             &[],
@@ -1148,9 +1154,10 @@ fn a_gateway_slow_to_answer_one_call_keeps_its_connection() {
         );
         let mut r = router(
             &format!(
-                "gateway:\n  url: {}\n  connection:\n    keepalive_interval_ms: 300\n{}",
+                "gateway:\n  url: {}\n  connection:\n    keepalive_interval_ms: 300\n{}{}",
                 gateway_url(&gw, protocol),
-                fast_reconnect()
+                fast_reconnect(),
+                one_connection()
             ),
             &[("MCP_AUTH_TOKEN", TOKEN)],
             &[],

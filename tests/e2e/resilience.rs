@@ -195,3 +195,122 @@ fn a_request_that_would_wait_past_max_wait_is_refused_with_the_originals_text() 
     assert_eq!(refused, [4, 5, 6]);
     assert!(r.wait_log("rate limit exceeded", Duration::from_secs(2)));
 }
+
+/// `http_faults.py` on a free port, answering every `tools/call` with HTTP 500 while
+/// `fail` exists, writing each request it sees to `record`.
+fn failing_http_server(fail: &std::path::Path, record: &std::path::Path) -> NetServer {
+    let port = free_port();
+    let fail = fail.display().to_string();
+    let record = record.display().to_string();
+    net_server(
+        std::process::Command::new(python())
+            .arg(py_script("http_faults.py"))
+            .args(["--port", &port.to_string(), "--fail-file", &fail])
+            .args(["--record", &record]),
+        port,
+    )
+}
+
+fn tools_calls_seen(record: &std::path::Path) -> usize {
+    read_lines(record)
+        .iter()
+        .filter(|l| l.starts_with("POST /mcp tools/call"))
+        .count()
+}
+
+#[test]
+fn an_http_server_answering_500_opens_the_breaker_which_closes_after_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail = dir.path().join("fail");
+    let record = dir.path().join("record");
+    let server = failing_http_server(&fail, &record);
+    let config = dir.path().join("router.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "servers:\n  - name: flaky\n    url: http://127.0.0.1:{}/mcp\n    circuit_breaker:\n      enabled: true\n      failure_threshold: 3\n      recovery_timeout: 1500ms\n      success_threshold: 2\n      monitoring_window: 60s\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let path = config.display().to_string();
+    let mut r = RouterProc::start_in(dir, &["--config", &path], &[]);
+    r.initialize("2025-06-18");
+    let echo = |r: &mut RouterProc, id: u64| -> Value {
+        r.request(
+            json!(id),
+            "tools/call",
+            json!({"name":"echo","arguments":{"text":format!("n{id}")}}),
+        )
+    };
+    assert_eq!(echo(&mut r, 1)["result"]["content"][0]["text"], "n1");
+
+    std::fs::write(&fail, "").unwrap();
+    for id in 2..=4 {
+        let v = echo(&mut r, id);
+        assert_eq!(v["error"]["data"]["kind"], "upstream_unavailable", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("500"),
+            "{v}"
+        );
+    }
+    let seen = tools_calls_seen(&record);
+    assert_eq!(seen, 4, "the server saw every call so far");
+
+    // Open: refused in microseconds, naming the server and when it is tried again; the
+    // server sees none of them.
+    let t0 = Instant::now();
+    for id in 5..=14 {
+        let v = echo(&mut r, id);
+        assert_eq!(v["error"]["data"]["kind"], "circuit_open", "{v}");
+        let text = v["error"]["message"].as_str().unwrap();
+        assert!(
+            text.contains("'flaky'") && text.contains("retrying in"),
+            "{text}"
+        );
+    }
+    let ten = t0.elapsed();
+    assert!(
+        ten < Duration::from_millis(200),
+        "ten refusals took {ten:?}"
+    );
+    assert_eq!(
+        tools_calls_seen(&record),
+        seen,
+        "an open breaker sends nothing"
+    );
+    assert!(r
+        .stderr()
+        .contains("circuit breaker opened for server 'flaky'"));
+
+    // Recovered server, recovery wait over: probes go, two successes close it.
+    std::fs::remove_file(&fail).unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    for id in 15..=20 {
+        let v = echo(&mut r, id);
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            format!("n{id}"),
+            "{v}\n{}",
+            r.stderr()
+        );
+    }
+    assert_eq!(tools_calls_seen(&record), seen + 6);
+    let log = r.stderr();
+    assert!(
+        log.contains("circuit breaker half-open for server 'flaky'"),
+        "{log}"
+    );
+    assert!(
+        log.contains("circuit breaker closed for server 'flaky'"),
+        "{log}"
+    );
+
+    // Closed again: failures count from none, and three open it again.
+    std::fs::write(&fail, "").unwrap();
+    for id in 21..=23 {
+        echo(&mut r, id);
+    }
+    assert_eq!(echo(&mut r, 24)["error"]["data"]["kind"], "circuit_open");
+    r.finish_ok();
+}

@@ -65,6 +65,18 @@ impl Endpoint {
         })
     }
 
+    /// A copy for another connection of a pool (what was learnt so far comes along).
+    pub fn duplicate(&self) -> Endpoint {
+        Endpoint {
+            url: self.url.clone(),
+            protocol: self.protocol,
+            tls: self.tls,
+            host: self.host.clone(),
+            port: self.port,
+            no_version_ack: AtomicBool::new(self.skips_version_ack()),
+        }
+    }
+
     pub(crate) fn skips_version_ack(&self) -> bool {
         self.no_version_ack.load(Ordering::Relaxed)
     }
@@ -99,7 +111,7 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
 /// protocol come first (configured order kept within each group) and every endpoint is
 /// a candidate; without it only the first configured endpoint is used. The endpoint
 /// that last connected is tried first next time.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Order {
     ranked: Vec<usize>,
     last_good: Option<usize>,

@@ -73,6 +73,31 @@ pub struct Connector {
     pub connected: Option<Protocol>,
 }
 
+impl Connector {
+    /// Another connector to the same endpoints for another connection of a pool.
+    pub fn duplicate(&self) -> Connector {
+        Connector {
+            name: self.name.clone(),
+            role: self.role,
+            endpoints: self.endpoints.iter().map(Endpoint::duplicate).collect(),
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+            tls_setting: self.tls_setting.clone(),
+            connect_timeout: self.connect_timeout,
+            keepalive_interval: self.keepalive_interval,
+            per_message_auth: self.per_message_auth,
+            tcp_notifications: self.tcp_notifications,
+            default_namespace: self.default_namespace.clone(),
+            framing: self.framing,
+            max_message_size: self.max_message_size,
+            order: self.order.clone(),
+            said: self.said.clone(),
+            reconnect: self.reconnect.clone(),
+            connected: self.connected,
+        }
+    }
+}
+
 /// Why a connection attempt failed.
 pub enum ConnectError {
     /// The gateway refused the credentials: worth one retry with fresh ones.

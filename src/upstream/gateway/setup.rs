@@ -1,16 +1,104 @@
-//! From validated configuration to a ready gateway connector: endpoints parsed,
-//! credentials resolved (a missing token is an error at start, not on every request), the
-//! TLS configuration built once. Only translation lives here.
+//! From validated configuration to ready gateway connectors, one per endpoint lane:
+//! endpoints parsed, each with its own auth, connection and TLS settings (the gateway's
+//! where it has none), credentials resolved (a missing token is an error at start, not on
+//! every request), the TLS configuration built once per endpoint; the lanes' weights,
+//! priorities, tags, breakers and pools. Only translation lives here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::endpoints::{Endpoint, Order, Protocol};
 use super::{Connector, Framing, Role};
-use crate::config::{GatewayConfig, LocalConfig, ReconnectPolicy, Secrets, TlsConfig};
+use crate::config::{
+    GatewayConfig, LocalConfig, NamespaceRouting, ReconnectPolicy, Secrets, TlsConfig,
+};
+use crate::resilience::balance::Strategy;
+use crate::router::LaneConfig;
 
-/// The gateway (`gateway:` / `gateway_pool:`) as an upstream named `name`.
+/// One gateway endpoint: how to connect, and how the core sees its lane.
+pub struct Lane {
+    pub connector: Connector,
+    /// `None`: one connection (`connection.pool.enabled: false`).
+    pub pool: Option<crate::resilience::pool::PoolConfig>,
+    pub config: LaneConfig,
+}
+
+/// The gateway as lanes, one per endpoint in use.
+pub struct Lanes {
+    pub lanes: Vec<Lane>,
+    pub strategy: Strategy,
+    pub namespace_routing: Option<NamespaceRouting>,
+}
+
+/// The gateway (`gateway:` / `gateway_pool:`) as an upstream named `name`: with
+/// `auto_select` every endpoint is a lane, the preferred protocol's first; without it
+/// only the first endpoint is used.
 pub fn gateway(
+    name: &str,
+    gw: &GatewayConfig,
+    secrets: &Secrets,
+    local: &LocalConfig,
+) -> Result<Lanes, String> {
+    let preferred = if gw.protocol_preference == "tcp" {
+        Protocol::Tcp
+    } else {
+        Protocol::WebSocket
+    };
+    let mut order: Vec<usize> = (0..gw.endpoints.len()).collect();
+    if gw.auto_select {
+        let protocol = |i: usize| {
+            Endpoint::parse(&gw.endpoints[i].url)
+                .map(|e| e.protocol)
+                .ok()
+        };
+        order.sort_by_key(|&i| protocol(i) != Some(preferred));
+    } else {
+        order.truncate(1);
+    }
+    let mut lanes = Vec::with_capacity(order.len());
+    for i in order {
+        let e = &gw.endpoints[i];
+        let mut one = gw.clone();
+        one.endpoints = vec![e.clone()];
+        one.auth_type = e.auth_type.clone();
+        one.auth = e.auth.clone();
+        one.timeout = e.timeout;
+        one.reconnect = e.reconnect.clone();
+        one.tls = e.tls.clone();
+        one.pool = e.pool.clone();
+        // A pool checks each connection's health at its own interval (WebSocket ping,
+        // MCPB HealthCheck): the keepalive of a pooled connection.
+        one.keepalive_interval = match &e.pool {
+            Some(p) => e.keepalive_interval.min(p.health_check_interval),
+            None => e.keepalive_interval,
+        };
+        let connector = endpoint_connector(name, &one, secrets, local)?;
+        let pool: Option<crate::resilience::pool::PoolConfig> = e.pool.as_ref().map(Into::into);
+        lanes.push(Lane {
+            config: LaneConfig {
+                label: crate::telemetry::redact::url(&e.url),
+                breaker: gw.circuit_breaker.as_ref().map(Into::into),
+                weight: e.weight,
+                priority: e.priority,
+                tags: e.tags.clone(),
+                acquire_timeout: pool.map(|p| p.acquire_timeout),
+            },
+            connector,
+            pool,
+        });
+    }
+    if lanes.is_empty() {
+        return Err("no gateway endpoint is configured: set gateway.url".into());
+    }
+    Ok(Lanes {
+        lanes,
+        strategy: gw.load_balancer.strategy.into(),
+        namespace_routing: gw.namespace_routing.clone(),
+    })
+}
+
+/// One endpoint's connector (`gw` holds only that endpoint, with its settings).
+fn endpoint_connector(
     name: &str,
     gw: &GatewayConfig,
     secrets: &Secrets,

@@ -19,12 +19,14 @@ Faults:
   --legacy-endpoint URL  GET /sse is a legacy SSE stream whose endpoint event names URL;
                          POSTs to /messages answer 202 (replies never come)
   --hang-posts           with --legacy-endpoint: accept POSTs to /messages and never answer
+  --fail-file PATH       while PATH exists, every tools/call POST is answered HTTP 500
 Otherwise GET /mcp answers 405.
 --record FILE: one line per HTTP request: `<verb> <path> <json-rpc method or -> auth=<yes|no>`.
 --stats FILE: rewritten with `max_concurrent=<n> answered=<n>` as `hold` calls come and go.
 """
 import argparse
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -144,6 +146,9 @@ class Handler(BaseHTTPRequestHandler):
             if ARGS.session:
                 headers.append(("Mcp-Session-Id", "faults-session-1"))
         elif method == "tools/call":
+            if ARGS.fail_file and os.path.exists(ARGS.fail_file):
+                self.reply(500, b"internal error", "text/plain")
+                return
             if ARGS.hang_tools:
                 hang()
             name = params.get("name")
@@ -179,6 +184,7 @@ def main():
     ap.add_argument("--legacy-endpoint")
     ap.add_argument("--hang-posts", action="store_true")
     ap.add_argument("--hold-ms", type=int, default=300)
+    ap.add_argument("--fail-file")
     ap.add_argument("--record")
     ap.add_argument("--stats")
     ARGS = ap.parse_args()
