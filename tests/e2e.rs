@@ -18,6 +18,8 @@ mod http;
 mod interop;
 #[path = "e2e/list_tools.rs"]
 mod list_tools;
+#[path = "e2e/pool.rs"]
+mod pool;
 #[path = "e2e/resilience.rs"]
 mod resilience;
 #[path = "e2e/stdio.rs"]

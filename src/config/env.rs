@@ -300,7 +300,7 @@ pub static ENV_VARS: &[EnvVar] = &[
         "MCP_CONNECTION_POOLING_ENABLED",
         "gateway.connection.pool.enabled",
         Kind::Bool,
-        "seed name: gateway connection pool (does nothing yet)",
+        "seed name: the gateway connection pool (false: one connection per endpoint)",
     ),
     row(
         "MCP_MEMORY_OPTIMIZATION_ENABLED",
@@ -312,13 +312,13 @@ pub static ENV_VARS: &[EnvVar] = &[
         "MCP_LOAD_BALANCER_STRATEGY",
         "gateway_pool.load_balancer.strategy",
         Kind::Str,
-        "round_robin, least_connections, weighted, priority (does nothing yet)",
+        "round_robin, least_connections, weighted, priority",
     ),
     row(
         "MCP_CIRCUIT_BREAKER_ENABLED",
         "gateway_pool.circuit_breaker.enabled",
         Kind::Bool,
-        "gateway pool circuit breaker (does nothing yet)",
+        "a circuit breaker per gateway endpoint",
     ),
     row(
         "MCP_SERVICE_DISCOVERY_ENABLED",

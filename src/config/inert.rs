@@ -170,7 +170,7 @@ fn set_keys(v: &Value, prefix: String, out: &mut Vec<String>) {
 }
 
 /// Keys that do nothing because of where they are: a server's keys that its kind does not
-/// use, and gateway endpoints whose settings are not the ones used.
+/// use, and `gateway_pool` endpoints when `gateway:` is set too.
 fn in_context(raw: &RawConfig, set: &[String]) -> Vec<(Vec<String>, &'static str)> {
     let mut out = Vec::new();
     // The set keys at `prefix` or under it.
@@ -245,30 +245,11 @@ fn in_context(raw: &RawConfig, set: &[String]) -> Vec<(Vec<String>, &'static str
         no_detect,
         "candidates and fallback are used only with auto_detect: true",
     ));
-    match (&raw.gateway, &raw.gateway_pool) {
-        (Some(_), Some(_)) => out.push((
+    if raw.gateway.is_some() && raw.gateway_pool.is_some() {
+        out.push((
             under("gateway_pool.endpoints"),
             "gateway: is set too, so only gateway.url and gateway.endpoints are used",
-        )),
-        (None, Some(_)) => {
-            let mut later = Vec::new();
-            for (i, _) in raw
-                .gateway_pool
-                .iter()
-                .flat_map(|p| p.endpoints.iter().flatten())
-                .enumerate()
-                .skip(1)
-            {
-                for part in ["auth", "connection", "tls"] {
-                    later.extend(under(&format!("gateway_pool.endpoints[{i}].{part}")));
-                }
-            }
-            out.push((
-                later,
-                "every endpoint uses the first endpoint's auth, connection and tls",
-            ));
-        }
-        _ => {}
+        ));
     }
     out
 }

@@ -67,8 +67,6 @@ fn the_seed_full_example_loads_unchanged() {
     for key in [
         "metrics.enabled",
         "metrics.endpoint",
-        "gateway.connection.pool.enabled",
-        "gateway.connection.pool.health_check_interval_ms",
         "direct_clients.connection_pool.max_idle_connections",
         "direct_clients.memory_optimization.gc_config.gc_percent",
     ] {
@@ -86,6 +84,8 @@ fn the_seed_full_example_loads_unchanged() {
         "local.request_timeout_ms",
         "local.max_concurrent_requests",
         "gateway.connection.timeout_ms",
+        "gateway.connection.pool.enabled",
+        "gateway.connection.pool.health_check_interval_ms",
         "logging.output",
     ] {
         assert_eq!(
@@ -167,7 +167,22 @@ tracing: { enabled: false, service_name: mcp-router }
     );
     assert_eq!(
         named(&loaded.warnings, "gateway_pool.load_balancer.strategy"),
+        0
+    );
+    assert_eq!(
+        named(
+            &loaded.warnings,
+            "gateway_pool.load_balancer.failover_timeout"
+        ),
         1
+    );
+    assert_eq!(
+        named(&loaded.warnings, "gateway_pool.circuit_breaker.enabled"),
+        0
+    );
+    assert_eq!(
+        named(&loaded.warnings, "gateway_pool.namespace_routing.enabled"),
+        0
     );
     assert_eq!(named(&loaded.warnings, "gateway_pool.default_namespace"), 0);
     assert_eq!(named(&loaded.warnings, "direct_clients.default_timeout"), 0);

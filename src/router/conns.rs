@@ -41,6 +41,7 @@ impl Core {
         let wake = Arc::new(Notify::new());
         wake.notify_one();
         let now = Instant::now();
+        let primed = u.session.handshake().is_some();
         u.conns.push(ConnSlot {
             gen,
             lane,
@@ -48,6 +49,8 @@ impl Core {
             opened_at: now,
             last_used: now,
             draining: false,
+            primed,
+            renew: false,
         });
         if !matches!(u.link, Link::Failed(_)) {
             u.link = Link::Up;
@@ -77,6 +80,30 @@ impl Core {
         // What waited for this connection goes to another one.
         u.wake();
         Some(slot.lane)
+    }
+
+    /// The client's session now exists, made on connection `gen`: every other connection
+    /// opened before it is renewed (closed once idle, opened again with the replay).
+    pub(super) fn primed(u: &mut super::upstreams::Upstream, gen: u64) {
+        for c in &mut u.conns {
+            if c.gen == gen {
+                c.primed = true;
+            } else if !c.primed {
+                c.renew = true;
+                c.draining = true;
+                c.wake.notify_one();
+            }
+        }
+        if u.designated.is_some_and(|g| g != gen) {
+            u.designated = None;
+        }
+    }
+
+    /// Whether connection `gen` of `up` is to be renewed (see [`Core::primed`]).
+    pub fn renew_due(&self, up: UpstreamId, gen: u64) -> bool {
+        self.lock().upstreams[up.0 as usize]
+            .conn(gen)
+            .is_some_and(|c| c.renew)
     }
 
     /// Connection `gen` of `up` takes no new requests from now on (it is to be closed
@@ -133,23 +160,15 @@ impl Core {
         }
     }
 
-    /// What wakes `up`'s pool drivers when a request waits and no connection is free.
-    pub fn pressure(&self, up: UpstreamId) -> Arc<Notify> {
-        let mut st = self.lock();
+    /// What wakes lane `lane`'s pool driver when a request waits and none of the
+    /// connections that could take it is free.
+    pub fn pressure(&self, up: UpstreamId, lane: u16) -> Arc<Notify> {
+        let st = self.lock();
         st.upstreams[up.0 as usize]
-            .pressure
-            .get_or_insert_with(Default::default)
-            .clone()
-    }
-
-    /// Tells `up`'s pool drivers when every connection is busy and requests wait.
-    pub(super) fn signal_pressure(st: &State, up: UpstreamId) {
-        let u = &st.upstreams[up.0 as usize];
-        if let Some(p) = &u.pressure {
-            if st.pending.sent(up) >= u.conns.len() {
-                p.notify_waiters();
-            }
-        }
+            .lanes
+            .get(lane as usize)
+            .map(|l| l.pressure.clone())
+            .unwrap_or_default()
     }
 
     /// How long a request may wait for a pool's connection (`acquire_timeout_ms`).

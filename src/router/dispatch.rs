@@ -51,6 +51,8 @@ pub struct Lane {
     pub pooled: bool,
     /// Gave up connecting (`reconnect.max_attempts`).
     pub gone: bool,
+    /// Wakes its pool driver when a request it could take waits for a free connection.
+    pub pressure: Arc<tokio::sync::Notify>,
 }
 
 impl Lane {
@@ -102,6 +104,7 @@ impl Core {
                 tags: l.tags.into_iter().map(Into::into).collect(),
                 pooled: l.acquire_timeout.is_some(),
                 gone: false,
+                pressure: Default::default(),
             })
             .collect();
         if u.lanes.is_empty() {
@@ -137,6 +140,33 @@ impl Core {
         }
     }
 
+    /// The lanes (by tag) request `msg` may go to under `u`'s namespace rules (`None`:
+    /// any); refused when no lane has one of them.
+    pub(super) fn route_tags(
+        u: &Upstream,
+        msg: &crate::wire::Message,
+    ) -> Result<Option<Arc<[Box<str>]>>, RouterError> {
+        let Some(rules) = &u.rules else {
+            return Ok(None);
+        };
+        let Some(tags) = super::namespace::tags_for(rules, msg) else {
+            return Ok(None);
+        };
+        if u.lanes.iter().any(|l| l.serves(Some(&tags))) {
+            return Ok(Some(tags));
+        }
+        Err(RouterError::new(
+            ErrorKind::UpstreamUnavailable,
+            format!(
+                "no endpoint of server '{}' has the tag{} {} that namespace routing sends {} to (gateway_pool.namespace_routing, endpoints[].tags)",
+                u.name,
+                if tags.len() == 1 { "" } else { "s" },
+                tags.join(", "),
+                msg.method().unwrap_or("this request")
+            ),
+        ))
+    }
+
     /// The refusal for a new request to `up` when every lane's breaker is open.
     pub(super) fn circuit_refusal(u: &Upstream, now: Instant) -> Option<RouterError> {
         if !u.dispatching || u.lanes.iter().any(|l| l.admits(now)) {
@@ -154,12 +184,23 @@ impl Core {
         now: Instant,
     ) -> Turn {
         let u = &mut st.upstreams[up.0 as usize];
-        let chosen = match u.designated.filter(|g| u.has_conn(*g)) {
+        let chosen = match u
+            .designated
+            .filter(|g| u.conn(*g).is_some_and(|c| !c.draining))
+        {
             Some(g) => Some(g),
             None => designate(u, &st.pending, up, tags.as_ref(), now),
         };
         let Some(chosen) = chosen else {
             u.designated = None;
+            // A pool with room opens another connection for it.
+            for l in u
+                .lanes
+                .iter()
+                .filter(|l| l.pooled && l.serves(tags.as_ref()))
+            {
+                l.pressure.notify_one();
+            }
             if u.lanes.iter().all(|l| !l.admits(now)) {
                 // Nothing will take it until a breaker recovers: answered now instead.
                 u.circuit_flush = true;
@@ -312,17 +353,12 @@ fn designate(
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let conns = u
-                .conns
-                .iter()
-                .filter(|c| c.lane as usize == i && !c.draining);
             let mut any = false;
-            let in_flight = conns
-                .map(|c| {
-                    any = true;
-                    pending.sent_on(up, c.gen)
-                })
-                .sum();
+            let mut in_flight = 0;
+            for c in u.conns.iter().filter(|c| c.lane as usize == i) {
+                in_flight += pending.sent_on(up, c.gen);
+                any |= takes(l, c, pending, up);
+            }
             Candidate {
                 weight: l.weight,
                 priority: l.priority,
@@ -338,9 +374,23 @@ fn designate(
     }?;
     u.conns
         .iter()
-        .filter(|c| c.lane as usize == lane && !c.draining)
+        .filter(|c| c.lane as usize == lane && takes(&u.lanes[lane], c, pending, up))
         .min_by_key(|c| (pending.sent_on(up, c.gen), c.last_used))
         .map(|c| c.gen)
+}
+
+/// Whether connection `c` on lane `l` may take another request: not draining, and in a
+/// pool only while it carries none (a pooled connection is one request's at a time, as
+/// in the original: the gateway handles a connection's messages one by one, so more in
+/// parallel needs more connections, and a request waits for a free one up to
+/// `acquire_timeout_ms`).
+fn takes(
+    l: &Lane,
+    c: &super::upstreams::ConnSlot,
+    pending: &super::pending::Pending,
+    up: UpstreamId,
+) -> bool {
+    !c.draining && (!l.pooled || pending.sent_on(up, c.gen) == 0)
 }
 
 /// Counts `outcome` on `lane`'s breaker; whether its state changed.

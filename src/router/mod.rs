@@ -17,6 +17,7 @@ mod aggregating;
 mod conns;
 mod dispatch;
 pub mod ids;
+mod namespace;
 pub mod pending;
 mod port;
 pub mod reverse;
@@ -38,6 +39,7 @@ pub use aggregate::{ServerSetup, Setup as AggregateSetup};
 pub use conns::LaneView;
 pub use dispatch::{LaneConfig, Outcome};
 use ids::Ids;
+pub use namespace::Rule as NamespaceRule;
 use pending::{NewEntry, Pending, Stage};
 pub use port::{send_all, Conn, Port};
 use reverse::{Origin, Reverse};
@@ -288,6 +290,10 @@ impl Core {
             tracing::warn!(upstream = %u.name, %id, queued = u.outbox.len(), "queue full");
             return ClientDecision::Reply(queue_full(limit, &id));
         }
+        let tags = match Self::route_tags(u, &msg) {
+            Ok(tags) => tags,
+            Err(err) => return ClientDecision::Reply(err.to_response(Some(&id))),
+        };
         let not_before = match self.rate_turn(st, up, 1, now) {
             Ok(at) => at,
             Err(err) => return ClientDecision::Reply(err.to_response(Some(&id))),
@@ -296,10 +302,10 @@ impl Core {
         let msg = if wire == id { msg } else { msg.with_id(&wire) };
         st.upstreams[up.0 as usize].push(Queued {
             not_before,
+            tags,
             ..Queued::new(msg, Tracked::One(wire.clone()))
         });
         self.track(st, (up, wire), session, id, method, now);
-        Self::signal_pressure(st, up);
         ClientDecision::Accepted
     }
 
@@ -382,7 +388,6 @@ impl Core {
         for (id, method) in members {
             self.track(st, (up, id.clone()), session, id, method, now);
         }
-        Self::signal_pressure(st, up);
         ClientDecision::Accepted
     }
 
@@ -459,6 +464,24 @@ impl Core {
                 if u.outbox.len() >= limit {
                     tracing::warn!(upstream = %u.name, method = ?msg.method(), "queue full: dropping client notification");
                     return ClientDecision::Drop;
+                }
+                if only_gen.is_none() && u.conns.len() > 1 {
+                    // Each connection of a pool is its own session at the server: each
+                    // hears what the client says (a renewing one replays it instead).
+                    let handshake = u.session.handshake().is_some();
+                    let gens: smallvec::SmallVec<[u64; 8]> = u
+                        .conns
+                        .iter()
+                        .filter(|c| c.primed || !handshake)
+                        .map(|c| c.gen)
+                        .collect();
+                    for gen in gens {
+                        u.push(Queued {
+                            only_gen: Some(gen),
+                            ..Queued::new(msg.clone(), Tracked::None)
+                        });
+                    }
+                    return ClientDecision::Accepted;
                 }
                 u.push(Queued {
                     only_gen,
@@ -563,9 +586,11 @@ impl Core {
                 let entry = st.pending.remove(&key)?;
                 self.account(&mut st, up, &entry, Outcome::Answered);
                 if entry.method.as_deref() == Some("initialize") {
-                    st.upstreams[up.0 as usize]
-                        .session
-                        .observe_initialize_reply(&msg);
+                    let u = &mut st.upstreams[up.0 as usize];
+                    u.session.observe_initialize_reply(&msg);
+                    if u.session.handshake().is_some() {
+                        Self::primed(u, gen);
+                    }
                 }
                 tracing::debug!(upstream = %name, id = %entry.client_id, method = ?entry.method, elapsed_us = entry.arrived.elapsed().as_micros() as u64, "reply");
                 self.notify_if_idle(&st);
@@ -687,8 +712,11 @@ impl Core {
     pub fn pull(&self, up: UpstreamId, gen: u64, out: &mut Vec<Message>, max: usize) -> bool {
         let mut st = self.lock();
         let st = &mut *st;
-        if !st.upstreams[up.0 as usize].has_conn(gen) {
-            return false;
+        match st.upstreams[up.0 as usize].conn(gen) {
+            None => return false,
+            // Opened before the session existed: closed once idle and opened again.
+            Some(c) if c.renew && st.pending.sent_on(up, gen) == 0 => return false,
+            Some(_) => {}
         }
         let mut in_flight = st.pending.sent(up);
         let mut now = None;

@@ -118,6 +118,12 @@ impl Port {
         self.core.connect_failed(self.up, self.lane)
     }
 
+    /// Whether `conn` opened before the client's session existed and is to be opened
+    /// again (its writer saw `pull` refuse it).
+    pub fn renew_due(&self, conn: &Conn) -> bool {
+        self.core.renew_due(self.up, conn.gen)
+    }
+
     /// `conn` takes no new requests (it is closed once idle).
     pub fn drain(&self, conn: &Conn) {
         self.core.drain(self.up, conn.gen)
@@ -130,7 +136,12 @@ impl Port {
 
     /// Notified when requests wait and every connection is busy.
     pub fn pressure(&self) -> Arc<Notify> {
-        self.core.pressure(self.up)
+        self.core.pressure(self.up, self.lane)
+    }
+
+    /// Namespace routing: which lanes (by tag) requests go to (before traffic starts).
+    pub fn set_namespace_rules(&self, rules: Vec<super::NamespaceRule>) {
+        self.core.set_namespace_rules(self.up, rules)
     }
 
     /// The endpoint lanes and how requests are spread over them (before traffic starts).

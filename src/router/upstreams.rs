@@ -85,6 +85,12 @@ pub struct ConnSlot {
     pub last_used: Instant,
     /// Takes no new requests: it is closed once idle.
     pub draining: bool,
+    /// Opened with the client's session in place (replayed), or it carried the
+    /// `initialize` that made it.
+    pub primed: bool,
+    /// Opened before the session existed and did not carry it: to be closed once idle
+    /// and opened again (which replays the session).
+    pub renew: bool,
 }
 
 #[derive(Debug)]
@@ -111,10 +117,10 @@ pub struct Upstream {
     /// Set when a request waits behind lanes whose breakers are all open: the timer
     /// answers what waits (`circuit_open`).
     pub circuit_flush: bool,
-    /// Wakes the pool drivers of its lanes when requests wait and no connection is free.
-    pub pressure: Option<Arc<Notify>>,
     /// With a pool: how long a request may wait for a connection.
     pub acquire_timeout: Option<std::time::Duration>,
+    /// Namespace routing: which lanes (by tag) a request may go to.
+    pub rules: Option<Arc<[super::namespace::Rule]>>,
     /// The client session its server-initiated messages go to.
     pub owner: Option<SessionId>,
     /// While set, how many more messages the writer may take (aggregation: the client's
@@ -143,8 +149,8 @@ impl Upstream {
             designated: None,
             wake_turn: 0,
             circuit_flush: false,
-            pressure: None,
             acquire_timeout: None,
+            rules: None,
             owner: None,
             gate: None,
             max_concurrent: usize::MAX,

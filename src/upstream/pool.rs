@@ -44,6 +44,18 @@ pub(crate) fn spawn_lanes(
         lanes.lanes.iter().map(|l| l.config.clone()).collect(),
         lanes.strategy,
     );
+    if let Some(routing) = &lanes.namespace_routing {
+        port.set_namespace_rules(
+            routing
+                .rules
+                .iter()
+                .map(|r| crate::router::NamespaceRule {
+                    pattern: r.pattern.clone(),
+                    tags: r.tags.clone(),
+                })
+                .collect(),
+        );
+    }
     for (i, lane) in lanes.lanes.into_iter().enumerate() {
         let port = port.on_lane(i as u16);
         let sup = Supervisor {
@@ -100,6 +112,7 @@ async fn run_pool(template: Supervisor, connector: GatewayConnector, cfg: PoolCo
         let now = Instant::now();
         let opening = slots.len().saturating_sub(view.conns.len());
         let decision = pool.decide(&view.conns, opening, view.waiting, now);
+        tracing::trace!(upstream = %port.name(), lane = port.lane(), live = view.conns.len(), opening, waiting = view.waiting, open = decision.open, retire = decision.retire.len(), "pool");
         // More for load only while some connection is up: while none is, the standing
         // ones are reconnecting at their own pace.
         if !view.conns.is_empty() {

@@ -393,6 +393,12 @@ impl Supervisor {
             }
             batch.clear();
             if !port.pull(&conn, &mut batch, BATCH) {
+                if port.renew_due(&conn) {
+                    // Opened before the client's session existed: opened again, which
+                    // replays it (nothing is in flight on it).
+                    draining = Some(End::Renew);
+                    continue;
+                }
                 break "the connection was superseded".to_owned();
             }
             if !batch.is_empty() {

@@ -12,7 +12,7 @@ use crate::interop::{assert_same, run_scenario};
 use crate::support::gateway::{pki, GatewayProc};
 use crate::support::*;
 
-const TOKEN: &str = "s3cr3t-gw-token-4711";
+pub(crate) const TOKEN: &str = "s3cr3t-gw-token-4711";
 
 fn sdk_backend(py: &Path) -> String {
     format!(
@@ -23,7 +23,7 @@ fn sdk_backend(py: &Path) -> String {
 }
 
 /// The bundled echo server (fast, no peers needed): answers every request with its params.
-fn echo_backend() -> String {
+pub(crate) fn echo_backend() -> String {
     let bin = built_bin_dir().join("examples").join("echo_server");
     assert!(
         bin.exists(),
@@ -33,7 +33,7 @@ fn echo_backend() -> String {
     bin.display().to_string()
 }
 
-fn gateway(backend: &str, extra: &[&str]) -> GatewayProc {
+pub(crate) fn gateway(backend: &str, extra: &[&str]) -> GatewayProc {
     let mut args = vec!["--backend".to_owned(), backend.to_owned()];
     args.extend(extra.iter().map(|s| s.to_string()));
     GatewayProc::start(&args)
@@ -162,7 +162,7 @@ fn python_sdk_through_gateway_tls_both_protocols() {
 }
 
 /// A router started with `yaml` as its config file (in its own temp dir).
-fn router(yaml: &str, env: &[(&str, &str)], extra: &[&str]) -> RouterProc {
+pub(crate) fn router(yaml: &str, env: &[(&str, &str)], extra: &[&str]) -> RouterProc {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), yaml);
     let mut args = vec!["--config", cfg.to_str().unwrap()];
@@ -172,7 +172,7 @@ fn router(yaml: &str, env: &[(&str, &str)], extra: &[&str]) -> RouterProc {
     RouterProc::start_in(dir, &args, env)
 }
 
-fn echo_call(r: &mut RouterProc, id: i64, text: &str) -> Value {
+pub(crate) fn echo_call(r: &mut RouterProc, id: i64, text: &str) -> Value {
     r.request(
         json!(id),
         "tools/call",
@@ -180,16 +180,16 @@ fn echo_call(r: &mut RouterProc, id: i64, text: &str) -> Value {
     )
 }
 
-fn echo_text(reply: &Value) -> Option<&str> {
+pub(crate) fn echo_text(reply: &Value) -> Option<&str> {
     reply["result"]["content"][0]["text"].as_str()
 }
 
-fn fast_reconnect() -> &'static str {
+pub(crate) fn fast_reconnect() -> &'static str {
     "    reconnect:\n      initial_delay_ms: 50\n      max_delay_ms: 300\n      max_attempts: 0\n      jitter: 0.1\n"
 }
 
 /// One connection instead of the default pool (tests of what one connection does).
-fn one_connection() -> &'static str {
+pub(crate) fn one_connection() -> &'static str {
     "    pool:\n      enabled: false\n"
 }
 

@@ -19,7 +19,6 @@ pub(super) struct Row {
 }
 
 const OPERATIONS: Option<&str> = Some("operations");
-const RESILIENCE: Option<&str> = Some("resilience");
 const GATEWAY_POOL: Option<&str> = Some("gateway pool");
 const OFF: Option<(&str, bool)> = Some(("enabled", false));
 
@@ -65,19 +64,9 @@ pub(super) static ROWS: &[Row] = &[
         quiet: None,
     },
     Row {
-        paths: &[
-            "gateway_pool.circuit_breaker",
-            "servers[].circuit_breaker",
-            "advanced.circuit_breaker",
-        ],
-        why: "circuit breaking is not built; every request is sent",
-        planned: RESILIENCE,
-        quiet: OFF,
-    },
-    Row {
         paths: &["direct_clients.health_check"],
-        why: "health checks of direct servers are not built",
-        planned: RESILIENCE,
+        why: "health checks of direct servers are not built (WebSocket servers are pinged: direct_clients.websocket.ping_interval)",
+        planned: None,
         quiet: OFF,
     },
     Row {
@@ -87,41 +76,30 @@ pub(super) static ROWS: &[Row] = &[
             "direct_clients.timeout_tuning",
         ],
         why: "adaptive timeouts and retries are not built; local.request_timeout_ms bounds every request",
-        planned: RESILIENCE,
+        planned: None,
         quiet: None,
-    },
-    Row {
-        paths: &[
-            "gateway.connection.pool",
-            "gateway_pool.endpoints[].connection.pool",
-        ],
-        why: "the gateway connection pool is not built; one connection per gateway",
-        planned: GATEWAY_POOL,
-        quiet: OFF,
     },
     Row {
         paths: &[
             "gateway.connection.max_connections",
             "gateway.connection.max_connections_per_ip",
+            "gateway.endpoints[].connection.max_connections",
+            "gateway.endpoints[].connection.max_connections_per_ip",
             "gateway_pool.endpoints[].connection.max_connections",
             "gateway_pool.endpoints[].connection.max_connections_per_ip",
         ],
-        why: "the router keeps one connection per gateway",
-        planned: GATEWAY_POOL,
+        why: "connection.pool.max_size bounds the connections to each endpoint",
+        planned: None,
         quiet: None,
     },
     Row {
         paths: &[
-            "gateway_pool.load_balancer",
-            "gateway.endpoints[].weight",
-            "gateway.endpoints[].priority",
-            "gateway.endpoints[].tags",
-            "gateway_pool.endpoints[].weight",
-            "gateway_pool.endpoints[].priority",
-            "gateway_pool.endpoints[].tags",
+            "gateway_pool.load_balancer.retry_count",
+            "gateway_pool.load_balancer.failover_timeout",
+            "gateway_pool.load_balancer.health_check_path",
         ],
-        why: "load balancing is not built; endpoints are tried in the order listed",
-        planned: GATEWAY_POOL,
+        why: "a request already written is never sent again (the server may have acted on it); one not yet written goes to another endpoint at once, and an endpoint whose connection is lost (or whose breaker is open) is passed over until it is back",
+        planned: None,
         quiet: None,
     },
     Row {
@@ -131,24 +109,9 @@ pub(super) static ROWS: &[Row] = &[
         quiet: OFF,
     },
     Row {
-        paths: &["gateway_pool.namespace_routing"],
-        why: "namespace routing rules are not built; the namespace comes from the method name, else gateway_pool.default_namespace",
-        planned: GATEWAY_POOL,
-        quiet: OFF,
-    },
-    Row {
-        paths: &[
-            "gateway.endpoints[].auth",
-            "gateway.endpoints[].connection",
-            "gateway.endpoints[].tls",
-        ],
-        why: "every endpoint uses gateway.auth, gateway.connection and gateway.tls",
-        planned: GATEWAY_POOL,
-        quiet: None,
-    },
-    Row {
         paths: &[
             "gateway.connection.buffer_size",
+            "gateway.endpoints[].connection.buffer_size",
             "gateway_pool.endpoints[].connection.buffer_size",
         ],
         why: "buffers grow with each message; local.max_message_size is the limit",
@@ -158,6 +121,7 @@ pub(super) static ROWS: &[Row] = &[
     Row {
         paths: &[
             "gateway.auth.per_message_cache",
+            "gateway.endpoints[].auth.per_message_cache",
             "gateway_pool.endpoints[].auth.per_message_cache",
         ],
         why: "each message carries the connection's current token; there is nothing to cache",
@@ -167,6 +131,7 @@ pub(super) static ROWS: &[Row] = &[
     Row {
         paths: &[
             "gateway.tls.enabled",
+            "gateway.endpoints[].tls.enabled",
             "servers[].tls.enabled",
             "gateway_pool.endpoints[].tls.enabled",
         ],
@@ -178,6 +143,8 @@ pub(super) static ROWS: &[Row] = &[
         paths: &[
             "gateway.tls.cert_file",
             "gateway.tls.key_file",
+            "gateway.endpoints[].tls.cert_file",
+            "gateway.endpoints[].tls.key_file",
             "servers[].tls.cert_file",
             "servers[].tls.key_file",
             "gateway_pool.endpoints[].tls.cert_file",
@@ -190,6 +157,7 @@ pub(super) static ROWS: &[Row] = &[
     Row {
         paths: &[
             "gateway.tls.client_auth",
+            "gateway.endpoints[].tls.client_auth",
             "servers[].tls.client_auth",
             "gateway_pool.endpoints[].tls.client_auth",
         ],

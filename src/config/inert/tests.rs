@@ -22,6 +22,53 @@ const LIVE: &[&str] = &[
     "servers[].max_concurrent_requests",
     "servers[].rate_limit",
     "local.rate_limit",
+    // `upstream::spec` gives a server its breaker; the gateway's lanes come from its
+    // endpoints (each with its own settings), `gateway_pool`'s balancing, breaker and
+    // namespace rules, and each endpoint's pool.
+    "servers[].circuit_breaker",
+    "advanced.circuit_breaker.failure_threshold",
+    "advanced.circuit_breaker.success_threshold",
+    "advanced.circuit_breaker.timeout_seconds",
+    "advanced.circuit_breaker.interval_seconds",
+    "gateway.endpoints[].connection.pool",
+    "gateway.endpoints[].auth.type",
+    "gateway.endpoints[].auth.token_env",
+    "gateway.endpoints[].auth.token_file",
+    "gateway.endpoints[].auth.token_secure_key",
+    "gateway.endpoints[].auth.client_id",
+    "gateway.endpoints[].auth.client_secret_env",
+    "gateway.endpoints[].auth.client_secret_secure_key",
+    "gateway.endpoints[].auth.token_endpoint",
+    "gateway.endpoints[].auth.scopes",
+    "gateway.endpoints[].auth.scope",
+    "gateway.endpoints[].auth.grant_type",
+    "gateway.endpoints[].auth.username",
+    "gateway.endpoints[].auth.password_env",
+    "gateway.endpoints[].auth.password_secure_key",
+    "gateway.endpoints[].auth.client_cert",
+    "gateway.endpoints[].auth.client_key",
+    "gateway.endpoints[].auth.per_message_auth",
+    "gateway.endpoints[].connection.timeout_ms",
+    "gateway.endpoints[].connection.keepalive_interval_ms",
+    "gateway.endpoints[].connection.reconnect",
+    "gateway.endpoints[].tls.verify",
+    "gateway.endpoints[].tls.ca_cert_path",
+    "gateway.endpoints[].tls.min_version",
+    "gateway.endpoints[].tls.cipher_suites",
+    "gateway.endpoints[].tls.client_cert",
+    "gateway.endpoints[].tls.client_key",
+    "gateway.endpoints[].tls.pinned_spki_sha256",
+    "gateway.endpoints[].weight",
+    "gateway.endpoints[].priority",
+    "gateway.endpoints[].tags",
+    "gateway.connection.pool",
+    "gateway_pool.endpoints[].connection.pool",
+    "gateway_pool.endpoints[].weight",
+    "gateway_pool.endpoints[].priority",
+    "gateway_pool.endpoints[].tags",
+    "gateway_pool.load_balancer.strategy",
+    "gateway_pool.circuit_breaker",
+    "gateway_pool.namespace_routing",
     "servers_from",
     "aggregate.separator",
     "servers[].connection_mode",
@@ -78,7 +125,7 @@ const LIVE: &[&str] = &[
     "gateway.tls.pinned_spki_sha256",
     "gateway.framing",
     "gateway.tcp_notifications",
-    // Without `gateway:`, the endpoints and the first one's auth, connection and TLS.
+    // Without `gateway:`, the endpoints, each with its own auth, connection and TLS.
     "gateway_pool.endpoints[].url",
     "gateway_pool.endpoints[].auth.type",
     "gateway_pool.endpoints[].auth.token_env",
@@ -260,9 +307,6 @@ advanced:
         "tracing.service_name",
         "metrics.enabled",
         "metrics.endpoint",
-        "gateway.connection.pool.enabled",
-        "gateway.connection.pool.max_size",
-        "gateway_pool.load_balancer.strategy",
         "direct_clients.websocket.handshake_timeout",
         "direct_clients.websocket.max_message_size",
         "direct_clients.memory_optimization.enable_object_pooling",
@@ -274,6 +318,9 @@ advanced:
         "local.request_timeout_ms",
         "gateway.url",
         "gateway.connection.timeout_ms",
+        "gateway.connection.pool.enabled",
+        "gateway.connection.pool.max_size",
+        "gateway_pool.load_balancer.strategy",
         "direct_clients.websocket.ping_interval",
     ] {
         assert_eq!(named(&notes, key), 0, "{key}: {notes:#?}");
@@ -336,7 +383,6 @@ gateway_pool:
     for key in [
         "direct_clients.enabled",
         "direct_clients.auto_detection.enabled",
-        "gateway_pool.endpoints[0].connection.pool.enabled",
     ] {
         assert_eq!(named(&notes, key), 1, "{key}: {notes:#?}");
     }
@@ -415,9 +461,10 @@ gateway_pool:
       weight: 2
 ";
     let notes = notes_for(pool, &[]);
+    // Every endpoint uses its own settings.
     assert_eq!(named(&notes, "gateway_pool.endpoints[0].auth.token_env"), 0);
-    assert_eq!(named(&notes, "gateway_pool.endpoints[1].auth.token_env"), 1);
-    assert_eq!(named(&notes, "gateway_pool.endpoints[1].weight"), 1);
+    assert_eq!(named(&notes, "gateway_pool.endpoints[1].auth.token_env"), 0);
+    assert_eq!(named(&notes, "gateway_pool.endpoints[1].weight"), 0);
     let both = format!("gateway: {{ url: wss://gw.example.com }}\n{pool}");
     let notes = notes_for(&both, &[]);
     assert_eq!(
