@@ -6,6 +6,9 @@
 //! Tags starting with `aggregate` (the aggregation section) get their own columns (memory
 //! idle after the handshake, tools/list times), compare `router-agg3` with `router` and the
 //! `list-*` rows with `list-direct`, and end with the targets, met or not.
+//! Tags starting with `resilience` end with theirs: a gateway pool of 4 against 1 when each
+//! request costs 1 ms of the gateway's time, and the admission machinery (rate limiter,
+//! breaker, concurrency accounting) switched on against off.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -198,6 +201,21 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
                 writeln!(out, "\n{label} vs before: {}", parts.join("; "))?;
             }
         }
+        if tag.starts_with(RESILIENCE) {
+            let get_of =
+                |label: &str, c: &str| present(label).then(|| get(c, cols(label))).flatten();
+            writeln!(out, "\nTargets ({tag}):\n")?;
+            writeln!(out, "| target | measured | |\n|---|---|---|")?;
+            for (target, measured) in resilience_targets(&get_of) {
+                let verdict = match measured {
+                    Some((_, true)) => "met",
+                    Some((_, false)) => "**not met**",
+                    None => "not measured",
+                };
+                let text = measured.map_or_else(|| "–".to_owned(), |(m, _)| m);
+                writeln!(out, "| {target} | {text} | {verdict} |")?;
+            }
+        }
         if aggregate {
             let get_of = |label: &str, c: &str| {
                 if present(label) {
@@ -220,6 +238,44 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+const RESILIENCE: &str = "resilience";
+/// A pool of 4 moves at least this many times the messages of a pool of 1 (linear: 4).
+const POOL_MIN_SCALE: f64 = 3.0;
+/// Rate limiter + breaker + concurrency accounting add at most this much p50, µs.
+const ADMISSION_P50_BUDGET_US: f64 = 1.0;
+
+/// The resilience targets, as [`aggregation_targets`].
+fn resilience_targets(
+    get: &dyn Fn(&str, &str) -> Option<f64>,
+) -> Vec<(String, Option<(String, bool)>)> {
+    let scale = match (get("pool4", "W=32 msg/s"), get("pool1", "W=32 msg/s")) {
+        (Some(a), Some(b)) if b > 0.0 => Some((
+            format!("{} vs {} msg/s: {:.2}×", fmt(a), fmt(b), a / b),
+            a / b >= POOL_MIN_SCALE,
+        )),
+        _ => None,
+    };
+    let cost = match (get("router-limits", "p50 µs"), get("router", "p50 µs")) {
+        (Some(a), Some(b)) => Some((
+            format!("{} vs {} µs: {:+.1} µs", fmt(a), fmt(b), a - b),
+            a - b <= ADMISSION_P50_BUDGET_US,
+        )),
+        _ => None,
+    };
+    vec![
+        (
+            "gateway pool of 4 vs 1 (1 ms per request at the gateway, W=32): ≥ 3× the messages/s"
+                .to_owned(),
+            scale,
+        ),
+        (
+            "rate limiter + circuit breaker + concurrency limit on vs off: ≤ 1 µs added p50"
+                .to_owned(),
+            cost,
+        ),
+    ]
 }
 
 /// Aggregation adds at most this much p50 over single-upstream routing, µs.

@@ -107,6 +107,7 @@ local:
   rate_limit: { requests_per_second: 10, burst: 20 }
 gateway_pool:
   circuit_breaker: { enabled: true, failure_threshold: 3 }
+  load_balancer: { retry_count: 2 }
 direct_clients:
   default_timeout: 5s
   websocket: { ping_interval: 10s, handshake_timeout: 3s }
@@ -130,12 +131,8 @@ const INERT_NAMED: &[(&str, &str)] = &[
         "metrics and health endpoint is not built (planned: operations)",
     ),
     (
-        "gateway_pool.circuit_breaker.enabled",
-        "circuit breaking is not built",
-    ),
-    (
-        "gateway_pool.circuit_breaker.failure_threshold",
-        "circuit breaking is not built",
+        "gateway_pool.load_balancer.retry_count",
+        "a request already written is never sent again",
     ),
     (
         "direct_clients.websocket.handshake_timeout",
@@ -158,6 +155,8 @@ const LIVE_SET: &[&str] = &[
     "local.request_timeout_ms",
     "direct_clients.default_timeout",
     "direct_clients.websocket.ping_interval",
+    "gateway_pool.circuit_breaker.enabled",
+    "gateway_pool.circuit_breaker.failure_threshold",
 ];
 
 #[test]

@@ -575,8 +575,9 @@ fn queued_requests_drain_in_order_then_queue_full_then_queued_timeout() {
     let port = free_port();
     let mut r = router(
         &format!(
-            "gateway:\n  url: ws://127.0.0.1:{port}/\n  connection:\n{}local:\n  max_queued_requests: 5\n  request_timeout_ms: 20000\n",
-            fast_reconnect()
+            "gateway:\n  url: ws://127.0.0.1:{port}/\n  connection:\n{}{}local:\n  max_queued_requests: 5\n  request_timeout_ms: 20000\n",
+            fast_reconnect(),
+            one_connection()
         ),
         &[("MCP_AUTH_TOKEN", TOKEN)],
         &[],
