@@ -76,13 +76,15 @@ pub struct CircuitBreaker {
 }
 
 impl Default for CircuitBreaker {
+    /// The Go router's, kept once in `resilience::breaker`.
     fn default() -> Self {
+        let d = crate::resilience::breaker::BreakerConfig::default();
         Self {
-            failure_threshold: 5,
-            recovery_timeout: Duration::from_secs(30),
-            success_threshold: 3,
-            timeout_duration: Duration::from_secs(10),
-            monitoring_window: Duration::from_secs(60),
+            failure_threshold: d.failure_threshold,
+            recovery_timeout: d.recovery_timeout,
+            success_threshold: d.success_threshold,
+            timeout_duration: d.timeout_duration,
+            monitoring_window: d.monitoring_window,
         }
     }
 }
@@ -137,14 +139,16 @@ pub struct PoolConfig {
 }
 
 impl Default for PoolConfig {
+    /// The Go router's, kept once in `resilience::pool`.
     fn default() -> Self {
+        let d = crate::resilience::pool::PoolConfig::default();
         Self {
-            min_size: 2,
-            max_size: 10,
-            max_idle_time: Duration::from_millis(300_000),
-            max_lifetime: Duration::from_millis(1_800_000),
-            acquire_timeout: Duration::from_millis(5_000),
-            health_check_interval: Duration::from_millis(30_000),
+            min_size: d.min_size as u32,
+            max_size: d.max_size as u32,
+            max_idle_time: d.max_idle_time,
+            max_lifetime: d.max_lifetime,
+            acquire_timeout: d.acquire_timeout,
+            health_check_interval: d.health_check_interval,
         }
     }
 }

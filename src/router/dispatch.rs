@@ -57,6 +57,16 @@ pub struct Lane {
 
 impl Lane {
     /// Whether its breaker would let a request through at `now` (without taking a probe).
+    /// Whether its breaker is open (refusing) at `now`; half-open is not: requests wait
+    /// for a probe slot there.
+    fn open(&self, now: Instant) -> bool {
+        self.breaker.as_ref().is_some_and(|b| !b.would_admit(now))
+            && self
+                .breaker
+                .as_ref()
+                .is_some_and(|b| matches!(b.state(), BreakerState::Open { .. }))
+    }
+
     fn admits(&self, now: Instant) -> bool {
         self.breaker.as_ref().is_none_or(|b| b.would_admit(now))
     }
@@ -169,7 +179,7 @@ impl Core {
 
     /// The refusal for a new request to `up` when every lane's breaker is open.
     pub(super) fn circuit_refusal(u: &Upstream, now: Instant) -> Option<RouterError> {
-        if !u.dispatching || u.lanes.iter().any(|l| l.admits(now)) {
+        if !u.dispatching || !u.lanes.iter().all(|l| l.open(now)) {
             return None;
         }
         Some(circuit_open(u, now))
@@ -201,7 +211,7 @@ impl Core {
             {
                 l.pressure.notify_one();
             }
-            if u.lanes.iter().all(|l| !l.admits(now)) {
+            if u.lanes.iter().all(|l| l.open(now)) {
                 // Nothing will take it until a breaker recovers: answered now instead.
                 u.circuit_flush = true;
             }
@@ -283,7 +293,8 @@ impl Core {
     /// the timer, which can deliver); otherwise the writers look again.
     fn breaker_moved(&self, st: &mut State, up: UpstreamId) {
         let u = &mut st.upstreams[up.0 as usize];
-        if !u.outbox.is_empty() && u.lanes.iter().all(|l| !l.admits(Instant::now())) {
+        let now = Instant::now();
+        if !u.outbox.is_empty() && u.lanes.iter().all(|l| l.open(now)) {
             u.circuit_flush = true;
             self.deadline_changed.notify_one();
         }
@@ -300,7 +311,7 @@ impl Core {
     pub(super) fn flush_open(&self, st: &mut State, now: Instant, out: &mut Vec<Delivery>) {
         for i in 0..st.upstreams.len() {
             let u = &mut st.upstreams[i];
-            if !std::mem::take(&mut u.circuit_flush) || u.lanes.iter().any(|l| l.admits(now)) {
+            if !std::mem::take(&mut u.circuit_flush) || !u.lanes.iter().all(|l| l.open(now)) {
                 continue;
             }
             let err = circuit_open(u, now);

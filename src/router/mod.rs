@@ -1120,6 +1120,8 @@ mod aggregate_props;
 #[cfg(test)]
 mod aggregate_tests;
 #[cfg(test)]
+mod dispatch_tests;
+#[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
 mod tests;
