@@ -300,3 +300,32 @@ fn namespace_routing_sends_a_tool_to_the_endpoints_with_its_tag() {
     );
     r.finish_ok();
 }
+
+#[test]
+fn each_endpoint_uses_its_own_auth() {
+    let a = gateway(&echo_backend(), &["--ws", "127.0.0.1:0", "--token", "token-for-a"]);
+    let b = gateway(&echo_backend(), &["--ws", "127.0.0.1:0", "--token", "token-for-b"]);
+    let cfg = format!(
+        "gateway:\n  auth: {{type: bearer, token_env: TOKEN_A}}\n  endpoints:\n    - url: {}\n    - url: {}\n      auth: {{type: bearer, token_env: TOKEN_B}}\n  connection:\n{}    pool:\n      enabled: false\n",
+        a.ws_url("/"),
+        b.ws_url("/"),
+        fast_reconnect()
+    );
+    let mut r = router(
+        &cfg,
+        &[("TOKEN_A", "token-for-a"), ("TOKEN_B", "token-for-b")],
+        &[],
+    );
+    r.initialize("2025-06-18");
+    assert!(wait_until(Duration::from_secs(10), || a.count(": connected (") >= 1
+        && b.count(": connected (") >= 1));
+    std::thread::sleep(Duration::from_millis(300));
+    for id in 1..=6 {
+        let v = crate::gateway::echo_call(&mut r, id, "own token");
+        assert_eq!(echo_text(&v), Some("own token"), "{v}\n{}", r.stderr());
+    }
+    assert_eq!(a.count("request tools/call"), 3, "{}", a.log());
+    assert_eq!(b.count("request tools/call"), 3, "{}", b.log());
+    assert_no_secret(&r.stderr(), "token-for-b");
+    r.finish_ok();
+}
