@@ -68,9 +68,11 @@ pub struct Pending {
     /// limit counts. Kept here, where every stage change and removal happens, so no
     /// ending can be missed.
     sent: Vec<usize>,
-    /// The same per connection (upstream index, generation): what "least in flight"
-    /// compares across a pool's connections. A connection with none has no entry.
-    sent_by_conn: HashMap<(u32, u64), usize>,
+    /// The same per connection (upstream index, generation, count): what "least in
+    /// flight" compares across a pool's connections. A connection with none has no entry;
+    /// a short list scanned in place (a few live connections) costs less than hashing on
+    /// every request.
+    sent_by_conn: Vec<(u32, u64, usize)>,
 }
 
 /// What a new entry records.
@@ -215,7 +217,10 @@ impl Pending {
 
     /// Requests connection `gen` of `up` took and no reply settled yet.
     pub fn sent_on(&self, up: UpstreamId, gen: u64) -> usize {
-        self.sent_by_conn.get(&(up.0, gen)).copied().unwrap_or(0)
+        self.sent_by_conn
+            .iter()
+            .find(|(u, g, _)| *u == up.0 && *g == gen)
+            .map_or(0, |e| e.2)
     }
 
     /// One more (`more`) or one fewer request in `stage`; only `Sent` is counted.
@@ -227,15 +232,20 @@ impl Pending {
         }
         let n = &mut self.sent[i];
         *n = if more { *n + 1 } else { n.saturating_sub(1) };
-        if more {
-            *self.sent_by_conn.entry((up.0, gen)).or_insert(0) += 1;
-        } else if let std::collections::hash_map::Entry::Occupied(mut o) =
-            self.sent_by_conn.entry((up.0, gen))
-        {
-            *o.get_mut() -= 1;
-            if *o.get() == 0 {
-                o.remove();
+        let at = self
+            .sent_by_conn
+            .iter()
+            .position(|(u, g, _)| *u == up.0 && *g == gen);
+        match (at, more) {
+            (Some(i), true) => self.sent_by_conn[i].2 += 1,
+            (None, true) => self.sent_by_conn.push((up.0, gen, 1)),
+            (Some(i), false) => {
+                self.sent_by_conn[i].2 -= 1;
+                if self.sent_by_conn[i].2 == 0 {
+                    self.sent_by_conn.swap_remove(i);
+                }
             }
+            (None, false) => {}
         }
     }
 
