@@ -1,8 +1,16 @@
 //! Exponential backoff with jitter and an attempt limit, for restarts and reconnects.
 //!
-//! Given the policy from the configuration it answers "how long before attempt n", or
-//! "give up". The caller supplies the random sample so tests are deterministic; it never
-//! sleeps itself.
+//! Given the policy from the configuration (`reconnect.*`) it answers "how long before the
+//! next retry", or "give up". The n-th failure in a row waits
+//! `initial_delay · multiplier^(n−1)`, capped at `max_delay`; that delay is then moved by
+//! up to ±`jitter` of itself, uniformly (0.1: anywhere within ±10 %), so routers restarted
+//! together do not all reconnect in the same instant, and capped at `max_delay` again:
+//! every delay is within [0, max_delay]. `max_attempts: Some(n)` allows n retries in a row
+//! (the failure after the n-th gives up); `None` retries forever. A success resets the
+//! streak.
+//!
+//! The caller supplies the random sample, so tests are exact; nothing here sleeps or
+//! reads a clock.
 
 use std::time::Duration;
 
@@ -11,7 +19,10 @@ use crate::config::ReconnectPolicy;
 #[derive(Debug, Clone)]
 pub struct Backoff {
     policy: ReconnectPolicy,
+    /// Failures in a row, the one that gave up included.
     failures: u32,
+    /// Delays handed out in this streak: the retries made (or about to be made).
+    retries: u32,
 }
 
 impl Backoff {
@@ -19,7 +30,12 @@ impl Backoff {
         Self {
             policy,
             failures: 0,
+            retries: 0,
         }
+    }
+
+    pub fn policy(&self) -> &ReconnectPolicy {
+        &self.policy
     }
 
     /// Consecutive failures so far.
@@ -27,65 +43,59 @@ impl Backoff {
         self.failures
     }
 
+    /// Retries in this streak: how many delays [`Backoff::next_delay`] handed out since the
+    /// last reset (after giving up: exactly `max_attempts`).
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
     /// A success: the next failure starts from the initial delay again.
     pub fn reset(&mut self) {
         self.failures = 0;
+        self.retries = 0;
     }
 
-    /// Records a failure and returns the delay before the next attempt, or `None` when the
-    /// attempt limit is reached. `sample` is uniform in `[0, 1)`.
+    /// Records a failure and returns the delay before the next attempt, or `None` when
+    /// `max_attempts` retries in a row were made already. `sample` is uniform in `[0, 1]`
+    /// (0: the shortest delay the jitter allows, 0.5: the delay itself, 1: the longest).
     pub fn next_delay(&mut self, sample: f64) -> Option<Duration> {
         self.failures = self.failures.saturating_add(1);
         if let Some(max) = self.policy.max_attempts {
-            if self.failures > max {
+            if self.retries >= max {
                 return None;
             }
         }
-        let exp = self.failures.saturating_sub(1).min(64) as i32;
-        let base = self.policy.initial_delay.as_secs_f64() * self.policy.multiplier.powi(exp);
-        let capped = base.min(self.policy.max_delay.as_secs_f64());
-        let jitter = self.policy.jitter.clamp(0.0, 1.0);
-        // Spread evenly over [capped·(1−j), capped·(1+j)], never past max_delay·(1+j).
-        let factor = 1.0 + jitter * (2.0 * sample.clamp(0.0, 1.0) - 1.0);
-        Some(Duration::from_secs_f64((capped * factor).max(0.0)))
+        self.retries = self.retries.saturating_add(1);
+        Some(self.delay(self.failures, sample))
+    }
+
+    /// The delay after the `failures`-th failure in a row. Computed in nanoseconds and
+    /// rounded, so whole-millisecond policies give whole-millisecond delays.
+    fn delay(&self, failures: u32, sample: f64) -> Duration {
+        let p = &self.policy;
+        let max = p.max_delay.as_nanos() as f64;
+        // Past 2^63 ns (292 years) the cap has long been reached: a bounded exponent keeps
+        // `powi` from overflowing into infinity for no reason.
+        let exp = failures.saturating_sub(1).min(1024) as i32;
+        let grown = p.initial_delay.as_nanos() as f64 * p.multiplier.powi(exp);
+        // NaN (0 · ∞ from a zero initial delay and a huge multiplier) counts as the cap.
+        let base = if grown.is_nan() { max } else { grown.min(max) };
+        let jitter = if p.jitter.is_finite() {
+            p.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let sample = if sample.is_finite() {
+            sample.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let spread = base * (1.0 + jitter * (2.0 * sample - 1.0));
+        // `as` saturates; the clamp keeps it within [0, max_delay] whatever the jitter did.
+        Duration::from_nanos(spread.clamp(0.0, max).round() as u64)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn policy(max_attempts: Option<u32>, jitter: f64) -> ReconnectPolicy {
-        ReconnectPolicy {
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(1000),
-            multiplier: 2.0,
-            max_attempts,
-            jitter,
-        }
-    }
-
-    #[test]
-    fn grows_caps_and_gives_up() {
-        let mut b = Backoff::new(policy(Some(6), 0.0));
-        let delays: Vec<u128> = std::iter::from_fn(|| b.next_delay(0.5))
-            .map(|d| d.as_millis())
-            .collect();
-        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
-        b.reset();
-        assert_eq!(b.next_delay(0.5), Some(Duration::from_millis(100)));
-    }
-
-    #[test]
-    fn jitter_stays_in_band() {
-        let mut b = Backoff::new(policy(None, 0.1));
-        let lo = b.next_delay(0.0).unwrap();
-        b.reset();
-        let hi = b.next_delay(0.999_999).unwrap();
-        assert_eq!(lo.as_millis(), 90);
-        assert!((109..=110).contains(&hi.as_millis()));
-        for _ in 0..1000 {
-            assert!(b.next_delay(0.7).is_some(), "no limit means forever");
-        }
-    }
-}
+#[path = "backoff_tests.rs"]
+mod tests;
