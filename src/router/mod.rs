@@ -20,6 +20,7 @@ pub mod ids;
 mod namespace;
 pub mod pending;
 mod port;
+mod reconnects;
 pub mod reverse;
 pub mod session;
 pub mod timer;

@@ -5,6 +5,7 @@
 //! on another upstream: a send waits only on the one session it is for.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -106,11 +107,23 @@ impl Port {
     /// A connection (on this port's lane) is ready for traffic: what waited is released.
     pub fn connected(&self) -> Conn {
         let (gen, wake) = self.core.connect(self.up, self.lane);
+        self.core.note_up(self.up, self.lane, Instant::now());
         Conn {
             gen,
             lane: self.lane,
             wake,
         }
+    }
+
+    /// When the latest connection on this port's lane went up (`None`: none ever did).
+    pub fn up_since(&self) -> Option<Instant> {
+        self.core.up_since(self.up, self.lane)
+    }
+
+    /// This upstream is about to be retried (restarted, or reconnected): counted for
+    /// `mcp_router_connection_retries_total`. Returns the count, this retry included.
+    pub fn count_retry(&self) -> u64 {
+        self.core.count_retry(self.up)
     }
 
     /// A connect attempt failed (the lane's breaker counts it).

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::admission::Limiter;
 use super::dispatch::Lane;
+use super::reconnects::Reconnects;
 use super::session::UpstreamSession;
 use super::SessionId;
 use crate::wire::{Id, Kind, Message, RouterError};
@@ -132,6 +133,8 @@ pub struct Upstream {
     pub rate: Option<Limiter>,
     /// When the first request held back for its rate-limit turn may go.
     pub next_ready: Option<Instant>,
+    /// Its retries so far, and when its latest connection went up.
+    pub reconnects: Reconnects,
 }
 
 impl Upstream {
@@ -156,6 +159,7 @@ impl Upstream {
             max_concurrent: usize::MAX,
             rate: None,
             next_ready: None,
+            reconnects: Reconnects::default(),
         }
     }
 
