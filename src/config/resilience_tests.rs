@@ -604,6 +604,50 @@ servers:
 }
 
 #[test]
+fn a_zero_initial_delay_is_refused_and_the_keys_not_written_keep_their_defaults() {
+    let err =
+        errors_of("servers:\n  - { name: s, command: s, reconnect: { initial_delay_ms: 0 } }\n");
+    assert_all(
+        &err,
+        &["servers[0].reconnect.initial_delay_ms: 0 is not allowed (every retry would come at once"],
+    );
+    let c = config(
+        "servers:\n  - { name: s, command: s, reconnect: { max_delay_ms: 2000, jitter: 0 } }\n",
+    );
+    assert_eq!(
+        c.servers[0].reconnect,
+        ReconnectPolicy {
+            max_delay: Duration::from_millis(2000),
+            jitter: 0.0,
+            ..ReconnectPolicy::default()
+        }
+    );
+}
+
+#[test]
+fn a_direct_server_without_reconnect_takes_the_defaults_not_the_gateways() {
+    let c = config(
+        "
+gateway:
+  url: wss://gw
+  connection: { reconnect: { initial_delay_ms: 5, max_attempts: 0, jitter: 0 } }
+servers:
+  - { name: plain, command: s }
+  - { name: own, url: ws://own, reconnect: { max_attempts: 3 } }
+",
+    );
+    let gw = c.gateway.as_ref().unwrap();
+    assert_eq!(gw.reconnect.initial_delay, Duration::from_millis(5));
+    assert_eq!(gw.reconnect.max_attempts, None);
+    assert_eq!(c.servers[0].reconnect, ReconnectPolicy::default());
+    assert_eq!(c.servers[1].reconnect.max_attempts, Some(3));
+    assert_eq!(
+        c.servers[1].reconnect.initial_delay,
+        ReconnectPolicy::default().initial_delay
+    );
+}
+
+#[test]
 fn config_check_shows_the_resolved_sections() {
     let c = config(
         r#"

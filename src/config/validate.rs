@@ -70,7 +70,7 @@ pub fn validate(raw: &RawConfig, p: &mut Problems) -> Config {
         p,
     );
     // The gateway's own auth, connection and TLS, validated once: its endpoints inherit
-    // them, and its reconnect policy is the servers' default.
+    // them.
     let gateway_settings = raw.gateway.as_ref().map(|g| {
         endpoints::Settings::of(
             g.auth.as_ref(),
@@ -81,15 +81,10 @@ pub fn validate(raw: &RawConfig, p: &mut Problems) -> Config {
             p,
         )
     });
-    let default_reconnect = gateway_settings
-        .as_ref()
-        .map(|s| s.reconnect.clone())
-        .unwrap_or_default();
     let aggregate = aggregate(raw.aggregate.as_ref(), p);
     let servers = servers::servers(
         raw.servers.as_deref().unwrap_or_default(),
         &servers::Defaults {
-            reconnect: &default_reconnect,
             breaker: &shared_breaker,
             separator: &aggregate.separator,
         },
@@ -214,7 +209,14 @@ pub fn reconnect(r: &RawReconnect, path: &str, p: &mut Problems) -> ReconnectPol
             ),
         );
     }
-    if policy.initial_delay > policy.max_delay {
+    if policy.initial_delay.is_zero() {
+        // Every delay grows from this one by the multiplier, so all of them would be 0: a
+        // server that exits at once would be restarted in a hot loop.
+        p.err(
+            &format!("{path}.initial_delay_ms"),
+            "0 is not allowed (every retry would come at once; use at least 1)",
+        );
+    } else if policy.initial_delay > policy.max_delay {
         p.err(
             &format!("{path}.initial_delay_ms"),
             format!(

@@ -68,8 +68,6 @@ struct Taken {
 
 /// What an entry takes for what it does not say.
 pub struct Defaults<'a> {
-    /// `gateway.connection.reconnect` (else the built-in policy).
-    pub reconnect: &'a ReconnectPolicy,
     /// `advanced.circuit_breaker`'s values over the built-in ones.
     pub breaker: &'a CircuitBreaker,
     /// `aggregate.separator`.
@@ -122,10 +120,14 @@ pub fn servers(raw: &[RawServer], defaults: &Defaults<'_>, p: &mut Problems) -> 
                 ConnectionMode::Direct
             }
         };
-        let reconnect = s.reconnect.as_ref().map_or_else(
-            || defaults.reconnect.clone(),
-            |r| reconnect(r, &format!("{at}.reconnect"), p),
-        );
+        // The built-in policy when the entry has none: `gateway.connection.reconnect` is
+        // the gateway connection's own (a server reached through the gateway uses it).
+        let reconnect = s
+            .reconnect
+            .as_ref()
+            .map_or_else(ReconnectPolicy::default, |r| {
+                reconnect(r, &format!("{at}.reconnect"), p)
+            });
         let max_concurrent_requests = match s.max_concurrent_requests {
             Some(0) => {
                 p.err(
