@@ -20,6 +20,8 @@ mod interop;
 mod list_tools;
 #[path = "e2e/pool.rs"]
 mod pool;
+#[path = "e2e/reconnect.rs"]
+mod reconnect;
 #[path = "e2e/resilience.rs"]
 mod resilience;
 #[path = "e2e/stdio.rs"]

@@ -37,6 +37,11 @@ pub struct WsPeer {
 
 impl WsPeer {
     pub fn start(script: Script) -> WsPeer {
+        Self::start_on(0, script)
+    }
+
+    /// Listens on loopback `port` (0: any free one); panics if it is taken.
+    pub fn start_on(port: u16, script: Script) -> WsPeer {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -51,7 +56,9 @@ impl WsPeer {
                 let socket = tokio::net::TcpSocket::new_v4().unwrap();
                 // Inherited by accepted connections: little room before the writer blocks.
                 socket.set_recv_buffer_size(4096).unwrap();
-                socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                socket
+                    .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                    .unwrap();
                 let listener = socket.listen(16).unwrap();
                 port_tx.send(listener.local_addr().unwrap().port()).unwrap();
                 let serve = async {
