@@ -43,8 +43,7 @@ fn the_defaults_double_from_one_second_to_the_minute_and_give_up_after_ten() {
 #[test]
 fn delays_grow_by_the_multiplier_exactly() {
     let mut b = policy(50, 200, 2.0, Some(3), 0.0);
-    let d: Vec<Duration> = std::iter::from_fn(|| b.next_delay(0.5)).collect();
-    assert_eq!(d, [ms(50), ms(100), ms(200)]);
+    assert_eq!(sequence(&mut b, 0.5, 10), [50, 100, 200]);
     let mut b = policy(100, 100_000, 3.0, None, 0.0);
     assert_eq!(sequence(&mut b, 0.5, 6), [100, 300, 900, 2700, 8100, 24300]);
     let mut b = policy(1000, 100_000, 1.5, None, 0.0);

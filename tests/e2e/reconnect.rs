@@ -6,8 +6,7 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -195,33 +194,52 @@ fn max_attempts_minus_one_restarts_until_the_server_works_and_the_waiting_reques
 }
 
 /// A loopback listener that accepts each connection and closes it at once (no upgrade, no
-/// HTTP, no frame): every connection attempt fails, and is counted.
+/// HTTP, no frame): every connection attempt fails, and when it came is noted.
 struct Refuser {
     port: u16,
-    accepted: Arc<AtomicUsize>,
+    accepts: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Refuser {
     fn start() -> Refuser {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
+        let accepts = Arc::new(Mutex::new(Vec::new()));
+        let noted = accepts.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
-                count.fetch_add(1, Ordering::SeqCst);
+                noted.lock().unwrap().push(Instant::now());
                 // Read what the client sent first, so the close is a clean one (FIN) and
                 // the client sees "connection closed", not whatever a reset turns into.
-                let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-                let _ = s.read(&mut [0u8; 4096]);
+                thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                    let _ = s.read(&mut [0u8; 4096]);
+                });
             }
         });
-        Refuser { port, accepted }
+        Refuser { port, accepts }
     }
 
     fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
+        self.accepts.lock().unwrap().len()
+    }
+
+    /// Milliseconds between one connection and the next.
+    fn gaps_ms(&self) -> Vec<u128> {
+        let at = self.accepts.lock().unwrap();
+        at.windows(2)
+            .map(|w| w[1].duration_since(w[0]).as_millis())
+            .collect()
+    }
+
+    /// Each gap at least the delay the policy gives it (`delays`, milliseconds).
+    fn assert_paced(&self, delays: &[u128], what: &str) {
+        let gaps = self.gaps_ms();
+        assert_eq!(gaps.len(), delays.len(), "{what}: {gaps:?}");
+        for (gap, delay) in gaps.iter().zip(delays) {
+            assert!(gap >= delay, "{what}: gaps {gaps:?}, delays {delays:?}");
+        }
     }
 }
 
@@ -267,8 +285,8 @@ fn network_servers_are_tried_once_plus_max_attempts_times_then_given_up() {
         );
         assert!(took >= Duration::from_millis(350), "{scheme}: {took:?}");
         assert!(took < Duration::from_secs(10), "{scheme}: {took:?}");
-        // The first connection, then exactly three more.
-        assert_eq!(refuser.accepted(), 4, "{scheme}");
+        // The first connection, then exactly three more, each after its delay.
+        refuser.assert_paced(&[50, 100, 200], scheme);
         thread::sleep(Duration::from_millis(400));
         assert_eq!(
             refuser.accepted(),
@@ -284,9 +302,9 @@ fn the_gateway_takes_its_policy_from_its_connection_section() {
     let token = [("MCP_AUTH_TOKEN", "t0ken-for-the-test")];
     // `gateway:`, over either protocol; and `gateway_pool:` alone, from its first endpoint.
     for (shape, attempts, template) in [
-        ("gateway ws", 2, "gateway:\n  url: ws://127.0.0.1:{port}/\n  connection:\n    reconnect: { initial_delay_ms: 50, max_attempts: 2, jitter: 0 }\n"),
-        ("gateway tcp", 2, "gateway:\n  url: tcp://127.0.0.1:{port}\n  connection:\n    reconnect: { initial_delay_ms: 50, max_attempts: 2, jitter: 0 }\n"),
-        ("gateway_pool", 1, "gateway_pool:\n  endpoints:\n    - url: ws://127.0.0.1:{port}/\n      connection:\n        reconnect: { initial_delay_ms: 50, max_attempts: 1, jitter: 0 }\n"),
+        ("gateway ws", 2, "gateway:\n  url: ws://127.0.0.1:{port}/\n  connection:\n    reconnect: { initial_delay_ms: 100, multiplier: 3, max_attempts: 2, jitter: 0 }\n"),
+        ("gateway tcp", 2, "gateway:\n  url: tcp://127.0.0.1:{port}\n  connection:\n    reconnect: { initial_delay_ms: 100, multiplier: 3, max_attempts: 2, jitter: 0 }\n"),
+        ("gateway_pool", 1, "gateway_pool:\n  endpoints:\n    - url: ws://127.0.0.1:{port}/\n      connection:\n        reconnect: { initial_delay_ms: 100, multiplier: 3, max_attempts: 1, jitter: 0 }\n"),
     ] {
         let refuser = Refuser::start();
         let config = template.replace("{port}", &refuser.port.to_string());
@@ -296,10 +314,8 @@ fn the_gateway_takes_its_policy_from_its_connection_section() {
             if attempts == 1 { "" } else { "s" }
         );
         assert!(text.ends_with(&tail), "{shape}: {text}");
-        // 50 (+ 100) ms.
-        let least = if attempts == 2 { 150 } else { 50 };
-        assert!(took >= Duration::from_millis(least), "{shape}: {took:?}");
-        assert_eq!(refuser.accepted(), attempts + 1, "{shape}");
+        assert!(took < Duration::from_secs(10), "{shape}: {took:?}");
+        refuser.assert_paced(&[100, 300][..attempts], shape);
         r.finish_ok();
     }
 }
