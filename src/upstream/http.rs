@@ -7,7 +7,8 @@
 //! notification or response gets `202`. Handshake era: the `Mcp-Session-Id` from
 //! `initialize` goes on every later POST with `MCP-Protocol-Version`; a `404` on a session
 //! means the session is gone, so the client's own handshake is replayed (reply swallowed)
-//! and the message sent again; a GET stream carries server-initiated messages; the session
+//! and the message sent again; a GET stream carries server-initiated messages (reopened
+//! when it ends, paced by the server's `reconnect.*`, see [`get_stream_wait`]); the session
 //! is DELETEd on shutdown. 2026-07-28: no session, the routing headers (`MCP-Protocol-Version`,
 //! `Mcp-Method`, `Mcp-Name`) mirror the body; cancelling closes the POST's stream.
 //!
@@ -42,23 +43,24 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::config::ReconnectPolicy;
+use crate::resilience::backoff::Backoff;
 use crate::router::{cancelled_request_id, Conn, Handshake, Port};
 use crate::telemetry::redact;
 use crate::wire::{ErrorKind, Id, Kind, Message, RouterError};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
-/// How long a lost GET stream waits before it is opened again, unless the server said
-/// otherwise with `retry:`.
+/// How long a reply stream that ended before its response waits before it is resumed,
+/// unless the server said otherwise with `retry:`.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 /// A server's `retry:` is honoured from this (`retry: 0` would reconnect in a hot loop)…
 const MIN_RETRY: Duration = Duration::from_millis(100);
 /// …up to this.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
-/// A GET stream that ends this soon without a message was closed "at once"; each such
-/// close in a row doubles the wait before the next GET, up to [`MAX_GET_BACKOFF`].
+/// A GET stream that ends this soon without a message was closed "at once": each such
+/// close in a row lengthens the wait before the next GET (see [`get_stream_wait`]).
 const QUICK_CLOSE: Duration = Duration::from_secs(1);
-const MAX_GET_BACKOFF: Duration = Duration::from_secs(30);
 /// How often one request's reply stream may be resumed before the request fails.
 const MAX_RESUMES: u32 = 20;
 /// How long a notification or response holds back the messages after it (see the module
@@ -91,6 +93,8 @@ pub struct HttpUpstream {
     pub shutdown_grace: Duration,
     /// `local.request_timeout_ms`: bounds every POST (see the module doc).
     pub request_timeout: Duration,
+    /// `servers[].reconnect`: paces reopening the GET stream.
+    pub reconnect: ReconnectPolicy,
 }
 
 /// The server is a legacy HTTP+SSE server: it refused the first POST with 400/404/405.
@@ -155,6 +159,8 @@ struct Shared {
     get_stream: Mutex<Option<AbortHandle>>,
     /// `x-mcp-header` marks learned from `tools/list` replies (2026-07-28).
     param_marks: Mutex<super::param_headers::Marks>,
+    /// Paces reopening the GET stream.
+    reconnect: ReconnectPolicy,
 }
 
 /// Why a POST did not produce its answer.
@@ -260,6 +266,7 @@ impl HttpUpstream {
             reinit: tokio::sync::Mutex::new(()),
             get_stream: Mutex::new(None),
             param_marks: Mutex::new(Default::default()),
+            reconnect: self.reconnect.clone(),
         });
         let mut d = Dispatcher {
             shared: shared.clone(),
@@ -865,13 +872,56 @@ fn clamp_retry(retry: Duration) -> Duration {
     retry.clamp(MIN_RETRY, MAX_RETRY_WAIT)
 }
 
-/// The wait before the GET stream is opened again, after `quick_closes` closes in a row
-/// that came at once: `retry:` (clamped), doubled for each such close after the first.
-fn get_stream_wait(retry: Duration, quick_closes: u32) -> Duration {
-    let doublings = quick_closes.saturating_sub(1).min(16);
-    clamp_retry(retry)
-        .saturating_mul(1 << doublings)
-        .min(MAX_GET_BACKOFF)
+/// The waits before the GET stream is opened again, per the server's `reconnect.*`: the
+/// first after a stream that lived (delivered something, or stayed open
+/// [`QUICK_CLOSE`]) is the server's `retry:` (clamped) if it sent one, else
+/// `initial_delay_ms`; each close in a row that came at once (or a GET that failed)
+/// multiplies it by `multiplier`, up to `max_delay_ms`, with `jitter` — so a server that
+/// closes or refuses the stream again and again gets no hot loop, whatever its `retry:`
+/// says. Never given up: `max_attempts` does not apply, since the stream is the only way
+/// server-initiated messages arrive while POSTs may well work. Not counted as connection
+/// retries either (a server may close the stream on purpose, to be polled).
+struct GetPacing {
+    policy: ReconnectPolicy,
+    backoff: Backoff,
+}
+
+impl GetPacing {
+    fn new(policy: &ReconnectPolicy) -> Self {
+        let policy = ReconnectPolicy {
+            max_attempts: None,
+            ..policy.clone()
+        };
+        Self {
+            backoff: Backoff::new(policy.clone()),
+            policy,
+        }
+    }
+
+    /// The server sent `retry:`; from now on it is the first wait.
+    fn server_retry(&mut self, retry: Duration) {
+        let initial = clamp_retry(retry).min(self.policy.max_delay);
+        if initial != self.policy.initial_delay {
+            self.policy.initial_delay = initial;
+            // Its streak goes on: only the delay it grows from changed.
+            let failures = self.backoff.failures();
+            self.backoff = Backoff::new(self.policy.clone());
+            for _ in 0..failures {
+                self.backoff.next_delay(0.5);
+            }
+        }
+    }
+
+    /// The wait after a stream ended (`lived`: see above); `sample` is uniform in [0, 1].
+    fn wait(&mut self, lived: bool, sample: f64) -> Duration {
+        if lived {
+            self.backoff.reset();
+        }
+        // Always `Some`: `max_attempts` was taken out.
+        self.backoff
+            .next_delay(sample)
+            .unwrap_or(self.policy.max_delay)
+    }
 }
 
 /// Reopens a reply stream after `last_event`.
@@ -1010,11 +1060,10 @@ fn start_get_stream(shared: &Shared) {
         shared.name.clone(),
     );
     let (port, max) = (shared.port.clone(), shared.max);
+    let mut pacing = GetPacing::new(&shared.reconnect);
     let task = tokio::spawn(
         async move {
             let mut last_event: Option<String> = None;
-            let mut retry = DEFAULT_RETRY;
-            let mut quick_closes = 0;
             loop {
                 let opened = Instant::now();
                 let mut delivered = 0;
@@ -1037,7 +1086,7 @@ fn start_get_stream(shared: &Shared) {
                                 last_event = Some(event.id.clone());
                             }
                             if let Some(r) = event.retry {
-                                retry = r;
+                                pacing.server_retry(r);
                             }
                             if event.data.is_empty() || event.data.len() > max {
                                 continue;
@@ -1056,15 +1105,9 @@ fn start_get_stream(shared: &Shared) {
                     }
                     Err(e) => tracing::debug!(upstream = %name, "server-initiated stream failed: {}", redact::reqwest_error(e)),
                 }
-                // A server that closes (or refuses) the stream at once, again and again,
-                // must not get a hot reconnect loop, whatever its `retry:` says.
-                if delivered == 0 && opened.elapsed() < QUICK_CLOSE {
-                    quick_closes += 1;
-                } else {
-                    quick_closes = 0;
-                }
-                let wait = get_stream_wait(retry, quick_closes);
-                tracing::trace!(upstream = %name, wait_ms = wait.as_millis() as u64, quick_closes, "server-initiated stream ended; reopening");
+                let lived = delivered > 0 || opened.elapsed() >= QUICK_CLOSE;
+                let wait = pacing.wait(lived, rand::random::<f64>());
+                tracing::trace!(upstream = %name, wait_ms = wait.as_millis() as u64, lived, "server-initiated stream ended; reopening");
                 tokio::time::sleep(wait).await;
             }
         }
@@ -1080,25 +1123,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_is_clamped_and_quick_closes_back_off() {
+    fn retry_is_clamped() {
         let ms = Duration::from_millis;
         assert_eq!(clamp_retry(Duration::ZERO), MIN_RETRY);
         assert_eq!(clamp_retry(Duration::from_secs(3600)), MAX_RETRY_WAIT);
         assert_eq!(clamp_retry(ms(250)), ms(250));
-        // A stream that delivered, or lived: the server's `retry:` as given.
-        assert_eq!(get_stream_wait(ms(250), 0), ms(250));
-        // `retry: 0` and closed at once, again and again: 100 ms, then doubling.
-        let waits: Vec<Duration> = (1..=6)
-            .map(|n| get_stream_wait(Duration::ZERO, n))
-            .collect();
+    }
+
+    fn policy(initial: u64, max: u64, jitter: f64) -> ReconnectPolicy {
+        ReconnectPolicy {
+            initial_delay: Duration::from_millis(initial),
+            max_delay: Duration::from_millis(max),
+            multiplier: 2.0,
+            max_attempts: Some(2),
+            jitter,
+        }
+    }
+
+    fn waits(p: &mut GetPacing, lived: &[bool]) -> Vec<u128> {
+        lived.iter().map(|l| p.wait(*l, 0.5).as_millis()).collect()
+    }
+
+    #[test]
+    fn get_stream_reopens_follow_the_reconnect_policy_and_never_give_up() {
+        let mut p = GetPacing::new(&policy(1000, 60_000, 0.0));
+        // A stream that lived: the initial delay, every time.
+        assert_eq!(waits(&mut p, &[true, true, true]), [1000, 1000, 1000]);
+        // Closed at once again and again: growing by the multiplier, past max_attempts (2),
+        // up to max_delay.
         assert_eq!(
-            waits,
-            [ms(100), ms(200), ms(400), ms(800), ms(1600), ms(3200)]
+            waits(&mut p, &[false; 9]),
+            [2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000, 60000]
         );
-        assert_eq!(get_stream_wait(Duration::ZERO, 40), MAX_GET_BACKOFF);
-        assert_eq!(
-            get_stream_wait(Duration::from_secs(60), 40),
-            MAX_GET_BACKOFF
-        );
+        assert_eq!(waits(&mut p, &[true, false]), [1000, 2000]);
+        // Jitter as everywhere: ±10 % at the sample's edges.
+        let mut p = GetPacing::new(&policy(1000, 60_000, 0.1));
+        assert_eq!(p.wait(true, 0.0), Duration::from_millis(900));
+        assert_eq!(p.wait(true, 1.0), Duration::from_millis(1100));
+    }
+
+    #[test]
+    fn the_servers_retry_is_the_first_wait_clamped_and_capped() {
+        let mut p = GetPacing::new(&policy(1000, 60_000, 0.0));
+        p.server_retry(Duration::from_millis(250));
+        assert_eq!(waits(&mut p, &[true, false, false]), [250, 500, 1000]);
+        // Changing it mid-streak keeps the streak.
+        p.server_retry(Duration::from_millis(300));
+        assert_eq!(waits(&mut p, &[false, true]), [2400, 300]);
+        // `retry: 0` would be a hot loop: 100 ms at least.
+        p.server_retry(Duration::ZERO);
+        assert_eq!(waits(&mut p, &[true, false]), [100, 200]);
+        // Never past max_delay, whatever the server says.
+        let mut p = GetPacing::new(&policy(50, 2000, 0.0));
+        p.server_retry(Duration::from_secs(3600));
+        assert_eq!(waits(&mut p, &[true, false]), [2000, 2000]);
     }
 }

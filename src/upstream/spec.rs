@@ -267,6 +267,7 @@ pub fn spawn(
                 tls: spec.tls,
                 shutdown_grace: s.shutdown_grace,
                 request_timeout: s.request_timeout,
+                reconnect: reconnect.clone(),
             };
             let supervisor = supervisor(port.clone(), reconnect, &s, &shutdown, tracker);
             tracker.spawn(

@@ -349,3 +349,42 @@ fn max_attempts_zero_reconnects_until_a_websocket_server_listens_and_the_request
     assert!(!r.stderr().contains("gave up"));
     r.finish_ok();
 }
+
+/// Streamable HTTP has no connection to re-establish, but its GET stream is reopened when
+/// it ends: a server that closes it at once (`retry: 0`, floored at 100 ms) gets waits
+/// growing by `multiplier` up to `max_delay_ms` (200 ms here; 60 s by default), for good.
+#[test]
+fn a_get_stream_closed_at_once_is_reopened_at_the_servers_reconnect_pace() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("seen.txt");
+    let port = free_port();
+    let _server = net_server(
+        std::process::Command::new(python())
+            .arg(py_script("http_faults.py"))
+            .args(["--port", &port.to_string(), "--session", "--get-retry-zero"])
+            .args(["--record", record.to_str().unwrap()]),
+        port,
+    );
+    let mut r = start_with(
+        &format!(
+            "servers:\n  - name: web\n    url: http://127.0.0.1:{port}/mcp\n    reconnect: {{ initial_delay_ms: 150, max_delay_ms: 200, multiplier: 2, max_attempts: 2, jitter: 0 }}\n"
+        ),
+        &[],
+    );
+    let init = r.initialize("2025-11-25");
+    assert!(init["result"].is_object(), "{init}");
+    let gets = || {
+        read_lines(&record)
+            .iter()
+            .filter(|l| l.starts_with("GET /mcp"))
+            .count()
+    };
+    assert!(wait_until(WAIT, || gets() >= 1), "{}", r.stderr());
+    let first = gets();
+    thread::sleep(Duration::from_secs(2));
+    // 100, then 200 ms apart (plus each GET's own time): about ten in 2 s, past
+    // max_attempts (2), where the default policy's growing waits would allow five.
+    let n = gets() - first;
+    assert!((7..=25).contains(&n), "{n} GETs in 2 s");
+    r.finish_ok();
+}
