@@ -17,13 +17,15 @@
 //! router/            the routing core, decides, never does I/O: mod.rs (Core: identities in,
 //!                    deliveries out), upstreams.rs (outbox per upstream), pending.rs,
 //!                    reverse.rs (server→client requests), session.rs, ids.rs, port.rs
-//!                    (an upstream's only handle), timer.rs; aggregating.rs (fan-out
+//!                    (an upstream's only handle), reconnects.rs (retries counted per
+//!                    upstream), timer.rs; aggregating.rs (fan-out
 //!                    parts settled through the pending table) and aggregate/ (several
 //!                    servers as one: mod.rs plans, ops.rs fan-out table, merge.rs the
 //!                    router's own answers, catalog.rs names/URIs shown and list merge,
 //!                    names.rs, cursor.rs, uri.rs)
 //! upstream/          spec.rs (config → upstreams, the one spawn), supervisor.rs (the one
-//!                    connect/replay/write/keepalive loop), connectors: stdio.rs, ws.rs,
+//!                    connect/replay/write/keepalive loop), reconnect.rs (its pacing per
+//!                    reconnect.*), connectors: stdio.rs, ws.rs,
 //!                    sse.rs, gateway/ (mcp-bridge WebSocket + TCP); http.rs; detect.rs
 //! wire/              bytes ↔ messages, no I/O: message.rs, id.rs, id_scan.rs,
 //!                    ndjson.rs, error.rs (the only place JSON-RPC errors are built),
