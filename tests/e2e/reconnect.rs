@@ -297,27 +297,79 @@ fn network_servers_are_tried_once_plus_max_attempts_times_then_given_up() {
     }
 }
 
+const TOKEN: [(&str, &str); 1] = [("MCP_AUTH_TOKEN", "t0ken-for-the-test")];
+
+/// 100 ms, then 300 ms; `n` retries; one connection (no pool).
+fn gateway_policy(n: usize) -> String {
+    format!(
+        "{{ reconnect: {{ initial_delay_ms: 100, multiplier: 3, max_attempts: {n}, jitter: 0 }}, pool: {{ enabled: false }} }}"
+    )
+}
+
+fn gave_up_after(n: usize) -> String {
+    format!(
+        "gave up after {n} reconnect attempt{} (reconnect.max_attempts: {n})",
+        if n == 1 { "" } else { "s" }
+    )
+}
+
 #[test]
 fn the_gateway_takes_its_policy_from_its_connection_section() {
-    let token = [("MCP_AUTH_TOKEN", "t0ken-for-the-test")];
-    // `gateway:`, over either protocol; and `gateway_pool:` alone, from its first endpoint.
+    // `gateway:`, over either protocol; and `gateway_pool:` alone, from its endpoint.
     for (shape, attempts, template) in [
-        ("gateway ws", 2, "gateway:\n  url: ws://127.0.0.1:{port}/\n  connection:\n    reconnect: { initial_delay_ms: 100, multiplier: 3, max_attempts: 2, jitter: 0 }\n"),
-        ("gateway tcp", 2, "gateway:\n  url: tcp://127.0.0.1:{port}\n  connection:\n    reconnect: { initial_delay_ms: 100, multiplier: 3, max_attempts: 2, jitter: 0 }\n"),
-        ("gateway_pool", 1, "gateway_pool:\n  endpoints:\n    - url: ws://127.0.0.1:{port}/\n      connection:\n        reconnect: { initial_delay_ms: 100, multiplier: 3, max_attempts: 1, jitter: 0 }\n"),
+        ("gateway ws", 2, "gateway:\n  url: ws://127.0.0.1:{port}/\n  connection: {policy}\n"),
+        ("gateway tcp", 2, "gateway:\n  url: tcp://127.0.0.1:{port}\n  connection: {policy}\n"),
+        ("gateway_pool", 1, "gateway_pool:\n  endpoints:\n    - url: ws://127.0.0.1:{port}/\n      connection: {policy}\n"),
     ] {
         let refuser = Refuser::start();
-        let config = template.replace("{port}", &refuser.port.to_string());
-        let (mut r, text, took) = given_up(&config, &token);
-        let tail = format!(
-            "gave up after {attempts} reconnect attempt{} (reconnect.max_attempts: {attempts})",
-            if attempts == 1 { "" } else { "s" }
-        );
-        assert!(text.ends_with(&tail), "{shape}: {text}");
+        let config = template
+            .replace("{port}", &refuser.port.to_string())
+            .replace("{policy}", &gateway_policy(attempts));
+        let (mut r, text, took) = given_up(&config, &TOKEN);
+        assert!(text.ends_with(&gave_up_after(attempts)), "{shape}: {text}");
         assert!(took < Duration::from_secs(10), "{shape}: {took:?}");
         refuser.assert_paced(&[100, 300][..attempts], shape);
         r.finish_ok();
     }
+}
+
+#[test]
+fn each_gateway_endpoint_follows_its_own_reconnect_section() {
+    let (a, b) = (Refuser::start(), Refuser::start());
+    let config = format!(
+        "gateway:\n  url: ws://127.0.0.1:{}/\n  connection: {}\n  endpoints:\n    - url: ws://127.0.0.1:{}/\n      connection: {}\n",
+        a.port,
+        gateway_policy(2),
+        b.port,
+        gateway_policy(1)
+    );
+    let (mut r, text, _) = given_up(&config, &TOKEN);
+    // Answered once neither endpoint can be used: the last to give up says why.
+    assert!(text.ends_with(&gave_up_after(2)), "{text}");
+    a.assert_paced(&[100, 300], "gateway.url");
+    b.assert_paced(&[100], "gateway.endpoints[0]");
+    r.finish_ok();
+}
+
+#[test]
+fn each_connection_of_a_gateway_pool_paces_itself() {
+    let refuser = Refuser::start();
+    let config = format!(
+        "gateway:\n  url: ws://127.0.0.1:{}/\n  connection:\n    reconnect: {{ initial_delay_ms: 100, multiplier: 3, max_attempts: 2, jitter: 0 }}\n    pool: {{ enabled: true, min_size: 2, max_size: 2 }}\n",
+        refuser.port
+    );
+    let (mut r, text, took) = given_up(&config, &TOKEN);
+    assert!(text.ends_with(&gave_up_after(2)), "{text}");
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    // Both standing connections: the first attempt and two retries each, then no more.
+    assert!(
+        wait_until(WAIT, || refuser.accepted() == 6),
+        "{:?}",
+        refuser.gaps_ms()
+    );
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(refuser.accepted(), 6, "{:?}", refuser.gaps_ms());
+    r.finish_ok();
 }
 
 #[test]

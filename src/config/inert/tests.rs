@@ -450,6 +450,46 @@ servers:
 }
 
 #[test]
+fn every_endpoints_own_reconnect_policy_is_live() {
+    let notes = notes_for(
+        "
+gateway:
+  url: wss://gw.example.com
+  endpoints:
+    - url: wss://e.example.com
+      connection: { timeout_ms: 100, reconnect: { max_attempts: 2 } }
+",
+        &[],
+    );
+    assert_eq!(
+        named(
+            &notes,
+            "gateway.endpoints[0].connection.reconnect.max_attempts"
+        ),
+        0,
+        "{notes:#?}"
+    );
+    let notes = notes_for(
+        "
+gateway_pool:
+  endpoints:
+    - url: wss://a.example.com
+    - url: wss://b.example.com
+      connection: { timeout_ms: 100, reconnect: { jitter: 0 } }
+",
+        &[],
+    );
+    assert_eq!(
+        named(
+            &notes,
+            "gateway_pool.endpoints[1].connection.reconnect.jitter"
+        ),
+        0,
+        "{notes:#?}"
+    );
+}
+
+#[test]
 fn gateway_pool_endpoints_past_the_first_and_under_a_gateway_are_named() {
     let pool = "
 gateway_pool:
