@@ -257,7 +257,7 @@ fn resilience_targets(
         )),
         _ => None,
     };
-    let cost = match (get("router-limits", "p50 µs"), get("router", "p50 µs")) {
+    let cost = match (get("limits-on", "p50 µs"), get("limits-off", "p50 µs")) {
         (Some(a), Some(b)) => Some((
             format!("{} vs {} µs: {:+.1} µs", fmt(a), fmt(b), a - b),
             a - b <= ADMISSION_P50_BUDGET_US,

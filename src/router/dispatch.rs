@@ -351,7 +351,9 @@ pub(super) fn refresh(u: &mut Upstream) {
         || u.lanes.iter().any(|l| l.breaker.is_some() || l.pooled);
 }
 
-/// The connection to take `q`: the lane by strategy, then its least busy connection.
+/// The connection to take `q`: the lane by strategy, then its least busy connection
+/// (among equals the most recently used: sequential traffic stays on one warm connection,
+/// and a pool's extras go idle and are retired).
 fn designate(
     u: &mut Upstream,
     pending: &super::pending::Pending,
@@ -386,7 +388,7 @@ fn designate(
     u.conns
         .iter()
         .filter(|c| c.lane as usize == lane && takes(&u.lanes[lane], c, pending, up))
-        .min_by_key(|c| (pending.sent_on(up, c.gen), c.last_used))
+        .min_by_key(|c| (pending.sent_on(up, c.gen), std::cmp::Reverse(c.last_used)))
         .map(|c| c.gen)
 }
 
