@@ -20,8 +20,9 @@
 //!
 //! 1. every client request (every request member of a batch) gets exactly one reply,
 //!    under its own id, in its own session; a refusal has a kind the setup allows
-//!    (`circuit_open` with breakers, `rate_limited` with a rate limit, `queue_full`,
-//!    `upstream_unavailable` for a tag no lane has, ...);
+//!    (`circuit_open` only while no breaker of the upstream is closed, `rate_limited`
+//!    with a rate limit, `queue_full`, `upstream_unavailable` for a tag no lane has, the
+//!    failed upstream's own error, ...);
 //! 2. nothing is delivered for a request already answered or never asked; a request the
 //!    client cancelled gets at most one; a server's first reply to a request reaches that
 //!    request or nobody (never another session's, nor a later request reusing the id),
@@ -30,8 +31,9 @@
 //!    requests after every step, and empty after `fail_all`; a lost connection fails
 //!    exactly what it carried while what is queued survives for another connection; the
 //!    timer answers exactly the requests whose time is up (the `acquire_timeout` while
-//!    one waits for a pooled connection), and with breakers maybe queued ones with
-//!    `circuit_open`;
+//!    one waits for a pooled connection), and maybe queued ones with `circuit_open` while
+//!    no breaker of theirs is closed; a lane giving up answers nothing while another
+//!    lane is left, everything once none is;
 //! 4. a client's answer to a server request is written only to the connection generation
 //!    that asked, at most once, under the server's id;
 //! 5. bytes pass through untouched except for a spliced id (byte-identical where nothing
@@ -43,20 +45,26 @@
 //!    request is taken only while the connection that carries it is live;
 //! 8. who takes a request: a pooled connection only while it carries none, a draining one
 //!    none (once the dispatcher chooses: with one plain connection it takes everything),
-//!    never more in flight than the concurrency limit allows (a larger batch alone);
-//! 9. once the writers have settled (each pulls while its `Notify` says so, pool drivers
-//!    open a connection when told of pressure, drained connections close once idle), no
-//!    request waits while a live connection could take it (not draining, free if pooled,
-//!    breaker closed, on a lane with its tag, a slot free, no rate limit in the way).
+//!    none on a lane whose breaker is open, never more in flight than the concurrency
+//!    limit allows (a larger batch alone), and (strict) only a lane with its tag;
+//! 9. once the writers have settled (pool drivers open a connection when told of pressure,
+//!    drained connections close once idle, every writer pulls until a few rounds bring
+//!    nothing; strict: only a writer its `Notify` wakes), no request waits while a live
+//!    connection could take it (not draining, free if pooled, its breaker closed or
+//!    recovered or half-open with nothing in flight, on a lane with its tag, a slot free,
+//!    no rate limit in the way), and (strict) every client answer accepted for a live
+//!    connection has been written to it.
 //!
 //! The model never predicts which connection the dispatcher designates: a request is
 //! carried by whichever connection's `pull` returned it. The core reads the real clock
 //! for breakers and rate-limit turns while the model passes its own `now` (which starts
-//! 0, 2 ms or a minute behind the real one and runs ahead with every advance): breakers
+//! 0, 1 ms or a minute behind the real one and runs ahead with every advance): breakers
 //! recover at once or not within a case, so their timing needs no assertion, only the
-//! contract; rate-limited requests go once their turn has come in real time (`Sleep`).
+//! contract; a rate-limited request goes once its turn has come in real time (`Sleep`),
+//! which half of the rate-limited cases keep near by advancing the model's clock in
+//! microseconds (nothing times out in those), and otherwise waits until it times out.
 //!
-//! 1024 cases of up to ~70 operations run in about 15 s (`PROPTEST_CASES` for more).
+//! 1024 cases of up to ~75 operations run in about 7 s (`PROPTEST_CASES` for more).
 //! The bugs it found are kept below as plain tests; those not fixed yet are `#[ignore]`d
 //! and the checks they fail run only in `exactly_one_reply_strict` (ignored too).
 
@@ -2444,4 +2452,231 @@ fn bug_late_reply_to_a_cancelled_request_answered_another_sessions_request() {
     assert!(core
         .from_upstream(A, 0, msg(r#"{"jsonrpc":"2.0","id":2,"result":{}}"#))
         .is_none());
+}
+
+// --- Bugs the extended model found, not fixed yet (ignored so that main stays green) -----
+
+/// One core (upstream A) with `lanes`, one session.
+fn lanes_core(
+    lanes: Vec<LaneConfig>,
+    strategy: Balance,
+) -> (Core, SessionId, mpsc::Receiver<Bytes>) {
+    let core = Core::new(Limits {
+        request_timeout: TIMEOUT,
+        max_queued_requests: QUEUE,
+    });
+    core.add_upstream("a");
+    if !lanes.is_empty() {
+        core.set_lanes(A, lanes, strategy);
+    }
+    let (tx, rx) = mpsc::channel(1);
+    let s = core.open_session(tx);
+    (core, s, rx)
+}
+
+fn pull_texts(core: &Core, gen: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    assert!(core.pull(A, gen, &mut out, 100));
+    out.iter()
+        .map(|m| String::from_utf8_lossy(m.raw()).into_owned())
+        .collect()
+}
+
+fn call(id: u32, tool: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
+}
+
+fn tripping_breaker() -> BreakerConfig {
+    BreakerConfig {
+        failure_threshold: 1,
+        recovery_timeout: Duration::from_secs(3600),
+        ..BreakerConfig::default()
+    }
+}
+
+/// With two live connections, the client's answer to connection 1's server request is
+/// queued `only_gen: 1`; the push wakes whichever writer is next in turn, and when
+/// connection 0's writer pulls first, `pull` removes the answer and drops it as "meant
+/// for another connection". Connection 1's server never gets its answer (it waits
+/// forever), though that connection is live.
+#[test]
+#[ignore = "core bug: a message meant for one pool connection is dropped when another's writer pulls"]
+fn bug_a_pool_connections_answer_is_dropped_by_another_connections_writer() {
+    let (core, s, _rx) = lanes_core(Vec::new(), Balance::RoundRobin);
+    let (g0, _) = core.connect(A, 0);
+    let (g1, _) = core.connect(A, 0);
+    let ask = r#"{"jsonrpc":"2.0","id":"s","method":"roots/list"}"#;
+    assert!(core.from_upstream(A, g1, msg(ask)).is_some());
+    let answer = r#"{"jsonrpc":"2.0","id":"s","result":{"roots":[]}}"#;
+    assert!(matches!(
+        send(&core, s, answer, Instant::now()),
+        ClientDecision::Accepted
+    ));
+    assert!(pull_texts(&core, g0).is_empty(), "not connection 0's");
+    assert_eq!(pull_texts(&core, g1), [answer], "connection 1 asked");
+}
+
+/// The same for a client notification in a pool: one copy is queued per connection
+/// (`only_gen`), and connection 0's writer pulling first drops connection 1's copy.
+#[test]
+#[ignore = "core bug: a message meant for one pool connection is dropped when another's writer pulls"]
+fn bug_a_pool_connections_copy_of_a_client_notification_is_dropped_by_another_writer() {
+    let (core, s, _rx) = lanes_core(Vec::new(), Balance::RoundRobin);
+    let (g0, _) = core.connect(A, 0);
+    let (g1, _) = core.connect(A, 0);
+    let changed = r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#;
+    assert!(matches!(
+        send(&core, s, changed, Instant::now()),
+        ClientDecision::Accepted
+    ));
+    assert_eq!(pull_texts(&core, g0), [changed]);
+    assert_eq!(pull_texts(&core, g1), [changed], "each connection hears it");
+}
+
+/// The designation is kept for whatever request is first next: a request designated to
+/// lane 0's connection is withdrawn (cancelled while queued; a timeout does the same), and
+/// the next first request, which namespace routing sends to tag `x` (lane 1 only), is
+/// taken by lane 0's connection all the same (`dispatch::turn` reuses `designated`
+/// without asking whether that connection may take this request: tags, and equally a
+/// pool connection's being free).
+#[test]
+#[ignore = "core bug: a stale designation ignores the next request's namespace tags"]
+fn bug_a_stale_designation_sends_a_request_to_a_lane_without_its_tag() {
+    let lanes = vec![
+        LaneConfig {
+            label: "l0".into(),
+            weight: 1,
+            ..Default::default()
+        },
+        LaneConfig {
+            label: "l1".into(),
+            weight: 1,
+            tags: vec![TAG.into()],
+            ..Default::default()
+        },
+    ];
+    let (core, s, _rx) = lanes_core(lanes, Balance::RoundRobin);
+    core.set_namespace_rules(A, vec![rule("^a$", TAG)]);
+    let (g0, _) = core.connect(A, 0);
+    let (g1, _) = core.connect(A, 1);
+    let now = Instant::now();
+    assert!(matches!(
+        send(&core, s, &call(1, "b"), now),
+        ClientDecision::Accepted
+    ));
+    // Round robin designates lane 0's connection for it; connection 1 holds.
+    assert!(pull_texts(&core, g1).is_empty());
+    assert!(matches!(send(&core, s, CANCEL1, now), ClientDecision::Drop));
+    let tagged = call(2, "a");
+    assert!(matches!(
+        send(&core, s, &tagged, now),
+        ClientDecision::Accepted
+    ));
+    assert!(
+        pull_texts(&core, g0).is_empty(),
+        "lane 0 has no tag x: it must not take the request namespace routing sends to x"
+    );
+    assert_eq!(pull_texts(&core, g1), [tagged]);
+}
+
+/// With a concurrency limit of 1, a reply in a batch ends the request in flight but, unlike
+/// a single reply, does not wake the writer (`upstream_batch` removes the entries without
+/// `settle`): the next request, free to go, waits until something else wakes a writer or
+/// it times out. (The same for a pool connection freed by a batch reply.)
+#[test]
+#[ignore = "core bug: a batch reply frees a slot without waking the writer"]
+fn bug_a_batch_reply_frees_a_slot_without_waking_the_writer() {
+    let (core, s, _rx) = lanes_core(Vec::new(), Balance::RoundRobin);
+    core.set_admission(
+        A,
+        Admission {
+            max_concurrent: 1,
+            rate_limit: None,
+        },
+    );
+    let (gen, wake) = core.connect(A, 0);
+    let now = Instant::now();
+    send(&core, s, &call(1, "b"), now);
+    send(&core, s, &call(2, "b"), now);
+    assert_eq!(pull_texts(&core, gen), [call(1, "b")]);
+    woken(&wake);
+    let reply = r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#;
+    assert!(core.from_upstream(A, gen, msg(reply)).is_some());
+    assert!(
+        woken(&wake),
+        "request 2 may go now: its writer must be woken"
+    );
+    assert_eq!(pull_texts(&core, gen), [call(2, "b")]);
+}
+
+/// A request is designated to lane 1's connection; then lane 1's breaker opens (a failed
+/// connect; equally a lost connection) and every writer is woken. Connection 0 pulls
+/// first and holds (the request is still designated to connection 1); connection 1 pulls,
+/// its breaker rejects it, the designation is cleared — and nobody is woken. The request
+/// that connection 0 could take waits until something else wakes a writer or it times out.
+#[test]
+#[ignore = "core bug: a designated connection whose breaker rejects it wakes nobody"]
+fn bug_a_designated_connection_whose_breaker_opened_holds_the_request_and_wakes_nobody() {
+    let lanes = vec![
+        LaneConfig {
+            label: "l0".into(),
+            weight: 1,
+            priority: 1,
+            ..Default::default()
+        },
+        LaneConfig {
+            label: "l1".into(),
+            weight: 1,
+            priority: 0,
+            breaker: Some(tripping_breaker()),
+            ..Default::default()
+        },
+    ];
+    let (core, s, _rx) = lanes_core(lanes, Balance::Priority);
+    let (g0, w0) = core.connect(A, 0);
+    let (g1, w1) = core.connect(A, 1);
+    send(&core, s, &call(1, "b"), Instant::now());
+    // Lane 1 goes first by priority: connection 0 holds, connection 1 is designated.
+    assert!(pull_texts(&core, g0).is_empty());
+    woken(&w0);
+    woken(&w1);
+    core.connect_failed(A, 1);
+    assert!(
+        woken(&w0) && woken(&w1),
+        "a breaker moved: every writer looks"
+    );
+    assert!(pull_texts(&core, g0).is_empty(), "still designated to 1");
+    woken(&w1);
+    assert!(pull_texts(&core, g1).is_empty(), "its breaker is open");
+    let woke = woken(&w0) | woken(&w1);
+    assert!(
+        woke,
+        "the request waits and connection 0 could take it: someone must look"
+    );
+    assert_eq!(pull_texts(&core, g0), [call(1, "b")]);
+}
+
+/// A pool closing a drained, idle connection (retired, renewed after `max_lifetime`,
+/// renewed for the session) reports it with `down`, which counts one transport failure
+/// on the lane's breaker: ordinary pool upkeep can open a breaker (with
+/// `failure_threshold: 1` here; within `monitoring_window` with any). Possibly intended;
+/// the breaker's documentation lists lost connections, not closed ones.
+#[test]
+#[ignore = "core question: closing a drained connection counts as a transport failure"]
+fn bug_closing_a_drained_idle_pool_connection_counts_as_a_breaker_failure() {
+    let lanes = vec![LaneConfig {
+        label: "pool".into(),
+        weight: 1,
+        breaker: Some(tripping_breaker()),
+        acquire_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    }];
+    let (core, _s, _rx) = lanes_core(lanes, Balance::RoundRobin);
+    let (g0, _) = core.connect(A, 0);
+    core.connect(A, 0);
+    core.drain(A, g0);
+    assert!(!core.busy(A, g0));
+    let closed = RouterError::new(ErrorKind::UpstreamExited, "the pool closed this connection");
+    assert!(core.down(A, g0, &closed).is_empty());
+    assert_eq!(core.breaker_states(A), [Some(Breaker::Closed)]);
 }
