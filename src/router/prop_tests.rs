@@ -2,18 +2,38 @@
 //! sessions, random interleavings of everything that can happen to them, against a model
 //! of the contract "exactly one reply per request".
 //!
-//! The model plays the clients, the upstream writers (`pull`), the servers (replies,
-//! stale, duplicated, batched, oversized, server→client requests), the supervisor
-//! (`up`, `down`, `failed`) and the timer (`expire`), and checks every effect the core
-//! returns:
+//! Each case first draws how each upstream is set up: often as the plain server of old
+//! (one lane, one connection at a time: the pass-through fast path); otherwise with up to
+//! three live connections on one or two endpoint lanes (a random balancing strategy,
+//! weights, priorities, a namespace-routing tag), each lane maybe with a circuit breaker
+//! (threshold 1–2, recovering at once or not within the case, replies late always or
+//! never) and maybe pooled (`acquire_timeout`: a connection carries one request at a
+//! time), maybe a concurrency limit of 1–2 and a server rate limit; and maybe the router's
+//! own rate limit (short `max_wait`s, so requests wait with `not_before` and are refused
+//! with `rate_limited`).
+//!
+//! The model plays the clients, the upstream writers (`pull` by any live connection or a
+//! stale one), the servers (replies, stale, duplicated, batched, oversized, server→client
+//! requests, from any connection), the supervisors (connections coming and going on either
+//! lane, drained, failed connects, a lane or the whole upstream giving up), the pool
+//! drivers and the timer (`expire`), and checks every effect the core returns:
 //!
 //! 1. every client request (every request member of a batch) gets exactly one reply,
-//!    under its own id, in its own session;
+//!    under its own id, in its own session; a refusal has a kind the setup allows
+//!    (`circuit_open` only while no breaker of the upstream is closed, `rate_limited`
+//!    with a rate limit, `queue_full`, `upstream_unavailable` for a tag no lane has, the
+//!    failed upstream's own error, ...);
 //! 2. nothing is delivered for a request already answered or never asked; a request the
 //!    client cancelled gets at most one; a server's first reply to a request reaches that
-//!    request or nobody (never another session's, nor a later request reusing the id);
+//!    request or nobody (never another session's, nor a later request reusing the id),
+//!    and a reply is accepted only from the connection that carries its request;
 //! 3. nothing waits forever: the core's pending table is exactly the model's open
-//!    requests after every step, and empty after `fail_all`;
+//!    requests after every step, and empty after `fail_all`; a lost connection fails
+//!    exactly what it carried while what is queued survives for another connection; the
+//!    timer answers exactly the requests whose time is up (the `acquire_timeout` while
+//!    one waits for a pooled connection), and maybe queued ones with `circuit_open` while
+//!    no breaker of theirs is closed; a lane giving up answers nothing while another
+//!    lane is left, everything once none is;
 //! 4. a client's answer to a server request is written only to the connection generation
 //!    that asked, at most once, under the server's id;
 //! 5. bytes pass through untouched except for a spliced id (byte-identical where nothing
@@ -21,18 +41,44 @@
 //! 6. a request closed before a writer took it (withdrawn by the client's cancel, timed out
 //!    while queued) is never written later, and no request is written twice;
 //! 7. a `notifications/cancelled` written to a connection never names a request that
-//!    connection carries and its client still waits for.
+//!    connection carries and its client still waits for, and a client's cancel of a sent
+//!    request is taken only while the connection that carries it is live;
+//! 8. who takes a request: a pooled connection only while it carries none, a draining one
+//!    none (once the dispatcher chooses: with one plain connection it takes everything),
+//!    none on a lane whose breaker is open, never more in flight than the concurrency
+//!    limit allows (a larger batch alone), and (strict) only a lane with its tag;
+//! 9. once the writers have settled (pool drivers open a connection when told of pressure,
+//!    drained connections close once idle, every writer pulls until a few rounds bring
+//!    nothing; strict: only a writer its `Notify` wakes), no request waits while a live
+//!    connection could take it (not draining, free if pooled, its breaker closed or
+//!    recovered or half-open with nothing in flight, on a lane with its tag, a slot free,
+//!    no rate limit in the way), and (strict) every client answer accepted for a live
+//!    connection has been written to it.
 //!
-//! 1024 cases of up to ~60 operations run in a few seconds (`PROPTEST_CASES` for more).
-//! The bugs it found are kept below as plain tests.
+//! The model never predicts which connection the dispatcher designates: a request is
+//! carried by whichever connection's `pull` returned it. The core reads the real clock
+//! for breakers and rate-limit turns while the model passes its own `now` (which starts
+//! 0, 1 ms or a minute behind the real one and runs ahead with every advance): breakers
+//! recover at once or not within a case, so their timing needs no assertion, only the
+//! contract; a rate-limited request goes once its turn has come in real time (`Sleep`),
+//! which half of the rate-limited cases keep near by advancing the model's clock in
+//! microseconds (nothing times out in those), and otherwise waits until it times out.
+//!
+//! 1024 cases of up to ~75 operations run in about 7 s (`PROPTEST_CASES` for more).
+//! The bugs it found are kept below as plain tests; those not fixed yet are `#[ignore]`d
+//! and the checks they fail run only in `exactly_one_reply_strict` (ignored too).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use futures_util::FutureExt;
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::*;
+use crate::config::RateLimit;
+use crate::resilience::balance::Strategy as Balance;
+use crate::resilience::breaker::{BreakerConfig, State as Breaker};
 
 const UPSTREAMS: usize = 2;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,8 +88,14 @@ const QUEUE: usize = 4;
 const IDS: [&str; 5] = ["1", "2", "3", "\"a\"", "\"1\""];
 /// Ids servers use for their own requests.
 const SERVER_IDS: [&str; 3] = ["1", "\"s\"", "7"];
+/// Tool names: `b` goes to any lane; under namespace rules `a` only to lanes tagged
+/// [`TAG`], `z` to a tag no lane has (refused).
+const NAMES: [&str; 3] = ["b", "a", "z"];
+const TAG: &str = "x";
 const NOTE: &str = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+/// Rounds of wake-ups within which the writers must have settled.
+const SETTLE_ROUNDS: usize = 32;
 
 type Check = Result<(), String>;
 
@@ -55,13 +107,53 @@ macro_rules! ensure {
     };
 }
 
+// --- How a case sets the upstreams up --------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct LaneSetup {
+    breaker: Option<BreakerConfig>,
+    /// Pooled: how long a request may wait for a free connection.
+    acquire: Option<Duration>,
+    weight: u32,
+    priority: i64,
+    /// Serves [`TAG`].
+    tagged: bool,
+}
+
+#[derive(Debug, Clone)]
+struct UpSetup {
+    /// Empty: the default lane (`set_lanes` is never called).
+    lanes: Vec<LaneSetup>,
+    strategy: Balance,
+    /// Namespace rules: `^a$` → [`TAG`], `^z$` → `nowhere`.
+    rules: bool,
+    /// Live connections at most (1: the next comes only once the last is gone).
+    max_conns: usize,
+    max_concurrent: Option<usize>,
+    rate: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone)]
+struct Setup {
+    ups: Vec<UpSetup>,
+    /// The router's own rate limit.
+    rate: Option<RateLimit>,
+    /// How far the model's clock starts behind the real one.
+    lag: Duration,
+    /// With a rate limit: `Advance` and `Expire` count microseconds, not milliseconds, so
+    /// the model's clock stays near the real one and turns come with `Sleep` (nothing
+    /// times out in such a case).
+    micros: bool,
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    /// A client request (`tools/call`) with a pooled id.
+    /// A client request (`tools/call` of tool `NAMES[name]`) with a pooled id.
     Request {
         s: usize,
         up: usize,
         id: usize,
+        name: usize,
     },
     /// A batch of pooled ids (duplicates possible), maybe with a notification in it.
     Batch {
@@ -70,7 +162,7 @@ enum Op {
         ids: Vec<usize>,
         note: bool,
     },
-    /// `initialize` (2025-03-26 when `batches`); answered at once if the upstream is up.
+    /// `initialize` (2025-03-26 when `batches`); answered at once if a connection takes it.
     Handshake {
         s: usize,
         up: usize,
@@ -83,20 +175,24 @@ enum Op {
         id: usize,
         up: usize,
     },
-    /// A connection comes.
+    /// A connection comes on a lane (another one while live, up to the setup's limit).
     Up {
         up: usize,
+        lane: u16,
     },
-    /// The writer takes up to `max` messages (or a stale writer tries); it may refuse one.
+    /// A live connection's writer takes up to `max` messages (or a stale writer tries);
+    /// it may refuse one.
     Pull {
         up: usize,
+        conn: usize,
         max: usize,
         stale: bool,
         refuse: Option<usize>,
     },
-    /// The server answers a request it received (or a stale connection does).
+    /// A server answers a request it received on a live (or a stale) connection.
     Reply {
         up: usize,
+        conn: usize,
         pick: usize,
         error: bool,
         stale: bool,
@@ -108,22 +204,26 @@ enum Op {
     /// A server replies to a pooled id it may never have received.
     ReplyRandom {
         up: usize,
+        conn: usize,
         id: usize,
     },
     /// A server answers several received requests in one batch (plus a random id).
     BatchReply {
         up: usize,
+        conn: usize,
         picks: Vec<usize>,
         random: Option<usize>,
     },
     /// A server's reply to a received request is over the size limit.
     Oversized {
         up: usize,
+        conn: usize,
         pick: usize,
     },
-    /// A server asks the client something (from the current or a stale connection).
+    /// A server asks the client something (on a live or a stale connection).
     ServerRequest {
         up: usize,
+        conn: usize,
         id: usize,
         stale: bool,
     },
@@ -132,10 +232,26 @@ enum Op {
         pick: usize,
         again: bool,
     },
-    /// The connection is lost (or a stale connection reports its loss).
+    /// A connection is lost (or a stale connection reports its loss).
     Down {
         up: usize,
+        conn: usize,
         stale: bool,
+    },
+    /// A connection takes no new requests (a pool retiring it).
+    Drain {
+        up: usize,
+        conn: usize,
+    },
+    /// A connect attempt on a lane failed.
+    ConnectFailed {
+        up: usize,
+        lane: u16,
+    },
+    /// A lane gave up connecting; once every lane has, the upstream has failed.
+    LaneFailed {
+        up: usize,
+        lane: u16,
     },
     /// The supervisor gives up on the upstream.
     Failed {
@@ -147,6 +263,13 @@ enum Op {
     Expire {
         ms: u64,
     },
+    /// Real time passes (with a rate limit only: turns come).
+    Sleep {
+        us: u64,
+    },
+    /// The writers, pool drivers and supervisors do what their wake-ups say, until none
+    /// is left; then nothing may wait that a connection could take.
+    Settle,
     Shutdown,
 }
 
@@ -163,6 +286,10 @@ struct Req {
     id: String,
     up: usize,
     at: Instant,
+    /// The tool it calls (what namespace routing reads).
+    name: &'static str,
+    /// A batch member: the batch's first member.
+    batch: Option<usize>,
     /// The bytes the client sent (a batch member's own text).
     text: String,
     /// `initialize`: the version asked for (the server agrees to it).
@@ -192,20 +319,162 @@ struct ClientAnswer {
     written: bool,
 }
 
-#[derive(Debug, Default)]
-struct UpModel {
-    gen: u64,
+#[derive(Debug)]
+struct ConnModel {
+    lane: u16,
     live: bool,
-    failed: bool,
+    /// Takes no new requests: drained, or to be renewed.
+    draining: bool,
+    /// Opened with the client's session in place, or it made it.
+    primed: bool,
+    /// Opened before the session existed: closed once idle (its `pull` says `false`).
+    renew: bool,
+    /// What wakes its writer.
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct UpModel {
+    setup: UpSetup,
+    /// Every connection so far, by generation.
+    conns: Vec<ConnModel>,
+    /// Gave up: the kind of error every request gets.
+    failed: Option<&'static str>,
+    /// Lanes that gave up connecting.
+    gone: Vec<bool>,
     /// What each connection generation received (request tags), in order.
     inbox: BTreeMap<u64, Vec<usize>>,
+    /// The session the core replays: an `initialize` seen, and answered well.
+    init_seen: bool,
+    negotiated: bool,
+    /// What wakes each lane's pool driver.
+    pressure: Vec<Arc<Notify>>,
 }
+
+impl UpModel {
+    fn lanes(&self) -> usize {
+        self.setup.lanes.len().max(1)
+    }
+
+    fn lane(&self, lane: u16) -> Option<&LaneSetup> {
+        self.setup.lanes.get(lane as usize)
+    }
+
+    fn breakers(&self) -> bool {
+        self.setup.lanes.iter().any(|l| l.breaker.is_some())
+    }
+
+    fn pooled(&self, lane: u16) -> bool {
+        self.lane(lane).is_some_and(|l| l.acquire.is_some())
+    }
+
+    /// How long a request may wait for a pooled connection (the least of the lanes').
+    fn acquire(&self) -> Option<Duration> {
+        self.setup.lanes.iter().filter_map(|l| l.acquire).min()
+    }
+
+    fn live(&self) -> Vec<u64> {
+        (0..self.conns.len() as u64)
+            .filter(|&g| self.conns[g as usize].live)
+            .collect()
+    }
+
+    fn is_live(&self, gen: u64) -> bool {
+        self.conns.get(gen as usize).is_some_and(|c| c.live)
+    }
+
+    /// Generations no longer (or not yet) live.
+    fn stale(&self, existing: bool) -> Vec<u64> {
+        let next = self.conns.len() as u64;
+        (0..next)
+            .filter(|&g| !self.conns[g as usize].live)
+            .chain((!existing).then_some(next))
+            .collect()
+    }
+
+    /// A live connection by `pick`, else the latest generation.
+    fn any_gen(&self, pick: usize) -> u64 {
+        let live = self.live();
+        if live.is_empty() {
+            (self.conns.len() as u64).saturating_sub(1)
+        } else {
+            live[pick % live.len()]
+        }
+    }
+
+    fn handshake(&self) -> bool {
+        self.init_seen && self.negotiated
+    }
+
+    /// Whether the core's dispatcher chooses who takes a request (else the one
+    /// connection takes everything).
+    fn dispatching(&self) -> bool {
+        self.live().len() > 1
+            || self.setup.lanes.len() > 1
+            || self
+                .setup
+                .lanes
+                .iter()
+                .any(|l| l.breaker.is_some() || l.acquire.is_some())
+    }
+
+    /// The tag namespace routing sends tool `name` to.
+    fn tag_of(&self, name: &str) -> Option<&'static str> {
+        match (self.setup.rules, name) {
+            (true, "a") => Some(TAG),
+            (true, "z") => Some("nowhere"),
+            _ => None,
+        }
+    }
+
+    fn serves(&self, lane: u16, tag: Option<&str>) -> bool {
+        tag.is_none_or(|t| t == TAG && self.lane(lane).is_some_and(|l| l.tagged))
+    }
+
+    fn routable(&self, name: &str) -> bool {
+        let tag = self.tag_of(name);
+        (0..self.lanes() as u16).any(|l| self.serves(l, tag))
+    }
+}
+
+/// The checks known, unfixed core bugs fail (each kept as an ignored test at the end): off
+/// in [`FIXED`], on in `exactly_one_reply_strict`. Set one in `FIXED` once its bug is fixed.
+#[derive(Debug, Clone, Copy)]
+struct Strict {
+    /// Only woken writers pull while settling (else every writer pulls in turn, as on a
+    /// keepalive tick): a slot freed by a batch reply, a designated connection whose
+    /// breaker opened, must wake someone.
+    wakes: bool,
+    /// A client's answer to a server request reaches the connection that asked, while
+    /// it is live (another connection's writer must not drop it).
+    answers: bool,
+    /// A request namespace routing sends to a tag goes only to a lane with that tag.
+    tags: bool,
+}
+
+/// What the default run checks.
+const FIXED: Strict = Strict {
+    wakes: false,
+    answers: false,
+    tags: false,
+};
+
+const STRICT: Strict = Strict {
+    wakes: true,
+    answers: true,
+    tags: true,
+};
 
 struct Model {
     core: Core,
+    strict: Strict,
+    /// The router's own rate limit is on.
+    rate: bool,
     sessions: Vec<SessionId>,
     _rx: Vec<mpsc::Receiver<Bytes>>,
     now: Instant,
+    /// What `Advance` and `Expire` count.
+    tick: Duration,
     reqs: Vec<Req>,
     open: HashMap<(usize, String), usize>,
     ups: Vec<UpModel>,
@@ -238,13 +507,13 @@ fn router_owned(id: &str) -> bool {
     id.starts_with("\"mcp-router-")
 }
 
-fn request_text(id: &str, tag: usize, version: Option<&str>) -> String {
+fn request_text(id: &str, tag: usize, name: &str, version: Option<&str>) -> String {
     match version {
         Some(v) => format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"initialize","params":{{"protocolVersion":"{v}","tag":{tag}}}}}"#
         ),
         None => format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"tag":{tag}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","tag":{tag}}}}}"#
         ),
     }
 }
@@ -283,8 +552,20 @@ fn error() -> RouterError {
     RouterError::new(ErrorKind::UpstreamExited, "connection lost")
 }
 
+fn rule(pattern: &str, tag: &str) -> NamespaceRule {
+    NamespaceRule {
+        pattern: regex::Regex::new(pattern).expect("a valid pattern"),
+        tags: vec![tag.to_owned()],
+    }
+}
+
+/// Whether `notify` holds a wake-up (taking it, as the waiting writer would).
+fn woken(notify: &Notify) -> bool {
+    notify.notified().now_or_never().is_some()
+}
+
 impl Model {
-    fn new(nsess: usize) -> Self {
+    fn new(nsess: usize, setup: &Setup, strict: Strict) -> Self {
         let core = Core::new(Limits {
             request_timeout: TIMEOUT,
             max_queued_requests: QUEUE,
@@ -292,20 +573,72 @@ impl Model {
         for i in 0..UPSTREAMS {
             core.add_upstream(&format!("srv{i}"));
         }
+        let mut ups = Vec::new();
+        for (i, u) in setup.ups.iter().enumerate() {
+            let up = UpstreamId(i as u32);
+            if !u.lanes.is_empty() {
+                let lanes = u
+                    .lanes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, l)| LaneConfig {
+                        label: format!("lane{k}"),
+                        breaker: l.breaker,
+                        weight: l.weight,
+                        priority: l.priority,
+                        tags: if l.tagged { vec![TAG.into()] } else { vec![] },
+                        acquire_timeout: l.acquire,
+                    })
+                    .collect();
+                core.set_lanes(up, lanes, u.strategy);
+            }
+            if u.rules {
+                core.set_namespace_rules(up, vec![rule("^a$", TAG), rule("^z$", "nowhere")]);
+            }
+            if u.max_concurrent.is_some() || u.rate.is_some() {
+                core.set_admission(
+                    up,
+                    Admission {
+                        max_concurrent: u.max_concurrent.unwrap_or(usize::MAX),
+                        rate_limit: u.rate.clone(),
+                    },
+                );
+            }
+            let lanes = u.lanes.len().max(1);
+            ups.push(UpModel {
+                setup: u.clone(),
+                conns: Vec::new(),
+                failed: None,
+                gone: vec![false; lanes],
+                inbox: BTreeMap::new(),
+                init_seen: false,
+                negotiated: false,
+                pressure: (0..lanes as u16).map(|l| core.pressure(up, l)).collect(),
+            });
+        }
+        core.set_rate_limit(setup.rate.as_ref());
         let (mut sessions, mut rx) = (Vec::new(), Vec::new());
         for _ in 0..nsess {
             let (tx, r) = mpsc::channel(1);
             sessions.push(core.open_session(tx));
             rx.push(r);
         }
+        let now = Instant::now();
         Self {
             core,
+            strict,
+            rate: setup.rate.is_some(),
             sessions,
             _rx: rx,
-            now: Instant::now(),
+            now: now.checked_sub(setup.lag).unwrap_or(now),
+            tick: if setup.micros {
+                Duration::from_micros(1)
+            } else {
+                Duration::from_millis(1)
+            },
             reqs: Vec::new(),
             open: HashMap::new(),
-            ups: (0..UPSTREAMS).map(|_| UpModel::default()).collect(),
+            ups,
             shutting: false,
             server_reqs: Vec::new(),
             answers: Vec::new(),
@@ -323,29 +656,45 @@ impl Model {
                 "after step {i} {op:?}: the core has {core} pending requests, the clients wait for {model}"
             );
         }
+        self.settle()
+            .map_err(|e| format!("settling at the end: {e}"))?;
         self.fail_all()
     }
 
     fn step(&mut self, op: &Op) -> Check {
         let n = self.sessions.len();
         match op.clone() {
-            Op::Request { s, up, id } => self.client_request(s % n, up, id, None).map(drop),
+            Op::Request { s, up, id, name } => self
+                .client_request(s % n, up, id, NAMES[name], None)
+                .map(drop),
             Op::Batch { s, up, ids, note } => self.client_batch(s % n, up, &ids, note),
             Op::Handshake { s, up, id, batches } => self.handshake(s % n, up, id, batches),
             Op::Cancel { s, id, up } => self.cancel(s % n, id, up),
-            Op::Up { up } => self.up(up),
+            Op::Up { up, lane } => self.up(up, lane),
             Op::Pull {
                 up,
+                conn,
                 max,
                 stale,
                 refuse,
-            } => self.pull(up, max, stale, refuse),
+            } => {
+                let u = &self.ups[up];
+                let live = u.live();
+                let gen = if stale || live.is_empty() {
+                    let stale = u.stale(false);
+                    stale[conn % stale.len()]
+                } else {
+                    live[conn % live.len()]
+                };
+                self.pull(up, gen, max, refuse).map(drop)
+            }
             Op::Reply {
                 up,
+                conn,
                 pick,
                 error,
                 stale,
-            } => self.reply(up, pick, error, stale),
+            } => self.reply(up, conn, pick, error, stale),
             Op::ReplyAgain { pick } => {
                 if self.sent.is_empty() {
                     return Ok(());
@@ -353,25 +702,65 @@ impl Model {
                 let (up, gen, text) = self.sent[pick % self.sent.len()].clone();
                 self.upstream_reply(up, gen, &text, None)
             }
-            Op::ReplyRandom { up, id } => {
-                let gen = self.ups[up].gen;
+            Op::ReplyRandom { up, conn, id } => {
+                let gen = self.ups[up].any_gen(conn);
                 let text = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#, IDS[id]);
                 self.upstream_reply(up, gen, &text, None)
             }
-            Op::BatchReply { up, picks, random } => self.batch_reply(up, &picks, random),
-            Op::Oversized { up, pick } => self.oversized(up, pick),
-            Op::ServerRequest { up, id, stale } => self.server_request(up, id, stale),
+            Op::BatchReply {
+                up,
+                conn,
+                picks,
+                random,
+            } => self.batch_reply(up, conn, &picks, random),
+            Op::Oversized { up, conn, pick } => self.oversized(up, conn, pick),
+            Op::ServerRequest {
+                up,
+                conn,
+                id,
+                stale,
+            } => self.server_request(up, conn, id, stale),
             Op::Answer { pick, again } => self.answer(pick, again),
-            Op::Down { up, stale } => self.down(up, stale),
-            Op::Failed { up } => self.failed(up),
+            Op::Down { up, conn, stale } => {
+                let u = &self.ups[up];
+                let (live, stale_gens) = (u.live(), u.stale(true));
+                match (stale, live.is_empty(), stale_gens.is_empty()) {
+                    (true, _, false) => self.down(up, stale_gens[conn % stale_gens.len()]),
+                    (false, false, _) => self.down(up, live[conn % live.len()]),
+                    _ => Ok(()),
+                }
+            }
+            Op::Drain { up, conn } => {
+                let live = self.ups[up].live();
+                if !live.is_empty() {
+                    let gen = live[conn % live.len()];
+                    self.core.drain(UpstreamId(up as u32), gen);
+                    self.ups[up].conns[gen as usize].draining = true;
+                }
+                Ok(())
+            }
+            Op::ConnectFailed { up, lane } => {
+                let lane = lane % self.ups[up].lanes() as u16;
+                self.core.connect_failed(UpstreamId(up as u32), lane);
+                Ok(())
+            }
+            Op::LaneFailed { up, lane } => self.lane_failed(up, lane),
+            Op::Failed { up } => self.failed(up, None),
             Op::Advance { ms } => {
-                self.now += Duration::from_millis(ms);
+                self.now += self.tick * ms as u32;
                 Ok(())
             }
             Op::Expire { ms } => {
-                self.now += Duration::from_millis(ms);
+                self.now += self.tick * ms as u32;
                 self.expire()
             }
+            Op::Sleep { us } => {
+                if self.rate || self.ups.iter().any(|u| u.setup.rate.is_some()) {
+                    std::thread::sleep(Duration::from_micros(us));
+                }
+                Ok(())
+            }
+            Op::Settle => self.settle(),
             Op::Shutdown => {
                 self.core.begin_shutdown();
                 self.shutting = true;
@@ -422,19 +811,73 @@ impl Model {
         })
     }
 
+    /// Open requests connection `gen` of `up` carries.
+    fn carried_on(&self, up: usize, gen: u64) -> usize {
+        self.open
+            .values()
+            .filter(|&&t| {
+                let r = &self.reqs[t];
+                r.up == up && r.carried.as_ref().is_some_and(|(g, _)| *g == gen)
+            })
+            .count()
+    }
+
+    /// Open requests of `up` a writer took.
+    fn in_flight(&self, up: usize) -> usize {
+        self.open
+            .values()
+            .filter(|&&t| self.reqs[t].up == up && self.reqs[t].carried.is_some())
+            .count()
+    }
+
+    /// Whether every lane of `up` has a breaker and none is closed (what a `circuit_open`
+    /// needs; the core decides between open and half-open by the clock).
+    fn all_open(&self, up: usize) -> bool {
+        self.core
+            .breaker_states(UpstreamId(up as u32))
+            .iter()
+            .all(|b| b.is_some_and(|b| b != Breaker::Closed))
+    }
+
+    /// Whether a rate limit applies to `up`'s requests.
+    fn limited(&self, up: usize) -> bool {
+        self.rate || self.ups[up].setup.rate.is_some()
+    }
+
+    /// When the core gives up on request `t` (a pooled upstream's own bound while queued).
+    fn deadline(&self, t: usize) -> Instant {
+        let r = &self.reqs[t];
+        let acquire = match r.carried {
+            None => self.ups[r.up].acquire(),
+            Some(_) => None,
+        };
+        r.at + acquire.map_or(TIMEOUT, |a| a.min(TIMEOUT))
+    }
+
     /// Router errors, exactly one for each of `expected`.
     fn expect_errors(&mut self, ds: Vec<Delivery>, expected: Vec<usize>, what: &str) -> Check {
+        self.expect_errors_or(ds, expected, what, |_, _, _| false)
+    }
+
+    /// Router errors, exactly one for each of `expected`, and maybe for others `extra`
+    /// allows (by request and error kind).
+    fn expect_errors_or(
+        &mut self,
+        ds: Vec<Delivery>,
+        expected: Vec<usize>,
+        what: &str,
+        extra: impl Fn(&Self, usize, &str) -> bool,
+    ) -> Check {
         let mut want: HashSet<usize> = expected.into_iter().collect();
         for d in ds {
             let (s, v, raw) = self.decode(d)?;
             let r = response(&v)?;
-            ensure!(
-                r.kind.is_some(),
-                "{what}: expected a router error, got {raw}"
-            );
+            let Some(kind) = r.kind else {
+                return Err(format!("{what}: expected a router error, got {raw}"));
+            };
             let t = self.take_reply(s, &r.id)?;
             ensure!(
-                want.remove(&t),
+                want.remove(&t) || extra(self, t, &kind),
                 "{what}: an error for request #{t}, which it should not answer: {raw}"
             );
         }
@@ -444,14 +887,24 @@ impl Model {
 
     // --- clients -------------------------------------------------------------------------
 
-    fn new_req(&mut self, s: usize, up: usize, id: &str, version: Option<&'static str>) -> usize {
+    fn new_req(
+        &mut self,
+        s: usize,
+        up: usize,
+        id: &str,
+        name: &'static str,
+        version: Option<&'static str>,
+        batch: Option<usize>,
+    ) -> usize {
         let tag = self.reqs.len();
         self.reqs.push(Req {
             session: s,
             id: id.to_owned(),
             up,
             at: self.now,
-            text: request_text(id, tag, version),
+            name,
+            batch,
+            text: request_text(id, tag, name, version),
             version,
             state: St::Open,
             answers: 0,
@@ -466,11 +919,12 @@ impl Model {
         s: usize,
         up: usize,
         idx: usize,
+        name: &'static str,
         version: Option<&'static str>,
     ) -> Result<Option<usize>, String> {
         let id = IDS[idx];
         let in_use = self.open.contains_key(&(s, id.to_owned()));
-        let tag = self.new_req(s, up, id, version);
+        let tag = self.new_req(s, up, id, name, version, None);
         let text = self.reqs[tag].text.clone();
         let dec = if up == 0 && tag.is_multiple_of(2) {
             // The default route (one upstream serves everything until aggregation).
@@ -484,6 +938,8 @@ impl Model {
                 self.now,
             )
         };
+        let u = &self.ups[up];
+        let routable = version.is_some() || u.routable(name);
         match dec {
             ClientDecision::Accepted => {
                 ensure!(
@@ -495,8 +951,12 @@ impl Model {
                     "request #{tag} accepted under id {id}, already in flight for session {s}"
                 );
                 ensure!(
-                    !self.ups[up].failed,
+                    u.failed.is_none(),
                     "request #{tag} accepted by a failed upstream"
+                );
+                ensure!(
+                    routable,
+                    "request #{tag} for tool {name} accepted, though namespace routing sends it to a tag no lane has"
                 );
                 self.open.insert((s, id.to_owned()), tag);
                 Ok(Some(tag))
@@ -510,18 +970,32 @@ impl Model {
                     "request #{tag} refused under id {} ({raw})",
                     r.id
                 );
-                let want = if self.shutting {
-                    "shutting_down"
+                let want: Vec<&str> = if self.shutting {
+                    vec!["shutting_down"]
                 } else if in_use {
-                    "invalid_request"
-                } else if self.ups[up].failed {
-                    "upstream_exited"
+                    vec!["invalid_request"]
+                } else if let Some(kind) = u.failed {
+                    vec![kind]
                 } else {
-                    "queue_full"
+                    let mut want = vec!["queue_full"];
+                    if u.breakers() {
+                        want.push("circuit_open");
+                    }
+                    if !routable {
+                        want.push("upstream_unavailable");
+                    }
+                    if self.limited(up) {
+                        want.push("rate_limited");
+                    }
+                    want
                 };
                 ensure!(
-                    r.kind.as_deref() == Some(want),
-                    "request #{tag} refused with {raw}, expected kind {want}"
+                    r.kind.as_deref().is_some_and(|k| want.contains(&k)),
+                    "request #{tag} refused with {raw}, expected a kind of {want:?}"
+                );
+                ensure!(
+                    r.kind.as_deref() != Some("circuit_open") || self.all_open(up),
+                    "request #{tag} refused with circuit_open while a breaker of upstream {up} is closed: {raw}"
                 );
                 let q = &mut self.reqs[tag];
                 q.state = St::Answered;
@@ -538,7 +1012,11 @@ impl Model {
         let in_use = ids
             .iter()
             .any(|id| self.open.contains_key(&(s, (*id).to_owned())));
-        let tags: Vec<usize> = ids.iter().map(|id| self.new_req(s, up, id, None)).collect();
+        let first = self.reqs.len();
+        let tags: Vec<usize> = ids
+            .iter()
+            .map(|id| self.new_req(s, up, id, NAMES[0], None, Some(first)))
+            .collect();
         let mut parts: Vec<String> = tags.iter().map(|&t| self.reqs[t].text.clone()).collect();
         if note {
             parts.insert(1, NOTE.to_owned());
@@ -561,7 +1039,10 @@ impl Model {
                     !in_use,
                     "batch {tags:?} accepted with an id already in flight"
                 );
-                ensure!(!self.ups[up].failed, "batch accepted by a failed upstream");
+                ensure!(
+                    self.ups[up].failed.is_none(),
+                    "batch accepted by a failed upstream"
+                );
                 for (&t, id) in tags.iter().zip(&ids) {
                     self.open.insert((s, (*id).to_owned()), t);
                 }
@@ -582,6 +1063,10 @@ impl Model {
                         r.id == *id && r.kind.is_some(),
                         "batch member #{t} refused as {item}"
                     );
+                    ensure!(
+                        r.kind.as_deref() != Some("circuit_open") || self.all_open(up),
+                        "batch member #{t} refused with circuit_open while a breaker of upstream {up} is closed"
+                    );
                     let q = &mut self.reqs[t];
                     q.state = St::Answered;
                     q.answers = 1;
@@ -594,18 +1079,25 @@ impl Model {
 
     fn handshake(&mut self, s: usize, up: usize, idx: usize, batches: bool) -> Check {
         let version = if batches { "2025-03-26" } else { "2025-06-18" };
-        let Some(tag) = self.client_request(s, up, idx, Some(version))? else {
+        // The core's session sees every `initialize` past the first refusals.
+        let seen = !self.shutting && !self.open.contains_key(&(s, IDS[idx].to_owned()));
+        let taken = self.client_request(s, up, idx, NAMES[0], Some(version))?;
+        if seen {
+            let u = &mut self.ups[up];
+            u.init_seen = true;
+            u.negotiated = false;
+        }
+        let Some(tag) = taken else {
             return Ok(());
         };
-        if self.ups[up].live {
-            self.pull(up, usize::MAX, false, None)?;
-            let gen = self.ups[up].gen;
-            if self.reqs[tag].state == St::Open
-                && self.reqs[tag]
-                    .carried
-                    .as_ref()
-                    .is_some_and(|(g, _)| *g == gen)
-            {
+        // Whichever live connection the dispatcher gives it to answers it.
+        for _ in 0..2 {
+            for gen in self.ups[up].live() {
+                self.pull(up, gen, usize::MAX, None)?;
+            }
+        }
+        if let (St::Open, Some((gen, _))) = (self.reqs[tag].state, self.reqs[tag].carried.clone()) {
+            if self.ups[up].is_live(gen) {
                 self.reply_to(up, gen, tag, false)?;
             }
         }
@@ -648,9 +1140,14 @@ impl Model {
                 ),
                 Some((g, _)) => {
                     let u = &self.ups[self.reqs[t].up];
-                    let live = u.live && u.gen == g;
+                    let live = u.is_live(g);
+                    let accepted = matches!(dec, ClientDecision::Accepted);
+                    // With every slot taken the outbox holds `QUEUE` messages at most: a
+                    // cancellation beyond is dropped (the client's request is gone all
+                    // the same).
+                    let full = live && u.setup.max_concurrent.is_some();
                     ensure!(
-                        matches!(dec, ClientDecision::Accepted) == live,
+                        accepted == live || (full && !accepted),
                         "cancelling request #{t} sent on connection {g}: {dec:?}"
                     );
                 }
@@ -681,8 +1178,7 @@ impl Model {
                 .from_client_to(self.sessions[session], UpstreamId(0), msg(&text), self.now);
         let expect = to.is_some_and(|j| {
             let e = &self.server_reqs[j];
-            let u = &self.ups[e.up];
-            u.live && u.gen == e.gen
+            self.ups[e.up].is_live(e.gen)
         });
         match dec {
             ClientDecision::Accepted => ensure!(
@@ -712,28 +1208,49 @@ impl Model {
 
     // --- writers -------------------------------------------------------------------------
 
-    fn up(&mut self, up: usize) -> Check {
-        if self.ups[up].failed || self.ups[up].live {
-            // A live upstream's next connection is a second one (a pool).
+    fn up(&mut self, up: usize, lane: u16) -> Check {
+        let u = &self.ups[up];
+        let lane = lane % u.lanes() as u16;
+        if u.failed.is_some() || u.gone[lane as usize] || u.live().len() >= u.setup.max_conns {
             return Ok(());
         }
-        let gen = self.core.up(UpstreamId(up as u32));
+        self.connect(up, lane)
+    }
+
+    fn connect(&mut self, up: usize, lane: u16) -> Check {
+        let (gen, wake) = self.core.connect(UpstreamId(up as u32), lane);
+        let u = &mut self.ups[up];
         ensure!(
-            gen == self.ups[up].gen,
-            "up() gave generation {gen}, expected {}",
-            self.ups[up].gen
+            gen == u.conns.len() as u64,
+            "connect() gave generation {gen}, expected {}",
+            u.conns.len()
         );
-        self.ups[up].live = true;
+        let primed = u.handshake();
+        u.conns.push(ConnModel {
+            lane,
+            live: true,
+            draining: false,
+            primed,
+            renew: false,
+            wake,
+        });
         Ok(())
     }
 
-    fn pull(&mut self, up: usize, max: usize, stale: bool, refuse: Option<usize>) -> Check {
+    /// Connection `gen`'s writer takes up to `max` messages; it may refuse one. Whether
+    /// the core let it pull, and how many it took.
+    fn pull(
+        &mut self,
+        up: usize,
+        gen: u64,
+        max: usize,
+        refuse: Option<usize>,
+    ) -> Result<(bool, usize), String> {
         let u = &self.ups[up];
-        let (gen, ok_expected) = match (stale, u.gen) {
-            (true, 0) => (u.gen + 1, false),
-            (true, g) => (g - 1, false),
-            (false, g) => (g, u.live),
-        };
+        let ok_expected = u.conns.get(gen as usize).is_some_and(|c| {
+            // Opened before the session existed: refused once idle, to be opened again.
+            c.live && !(c.renew && self.carried_on(up, gen) == 0)
+        });
         let mut out = Vec::new();
         let ok = self.core.pull(UpstreamId(up as u32), gen, &mut out, max);
         ensure!(
@@ -751,7 +1268,8 @@ impl Model {
         for m in &out {
             let raw = String::from_utf8(m.raw().to_vec()).map_err(|e| e.to_string())?;
             let v: Value = serde_json::from_str(&raw).map_err(|e| format!("{raw}: {e}"))?;
-            let mut carried = Vec::new();
+            // The request members: (value, own text).
+            let mut requests: Vec<(Value, String)> = Vec::new();
             if v.is_array() {
                 let members: Vec<&RawValue> =
                     serde_json::from_str(&raw).map_err(|e| e.to_string())?;
@@ -759,13 +1277,13 @@ impl Model {
                     let mv: Value =
                         serde_json::from_str(member.get()).map_err(|e| e.to_string())?;
                     if mv.get("id").is_some() {
-                        carried.push(self.carry(up, gen, &mv, member.get())?);
+                        requests.push((mv, member.get().to_owned()));
                     } else {
                         ensure!(member.get() == NOTE, "unexpected batch member {member}");
                     }
                 }
             } else if v.get("method").is_some() && v.get("id").is_some() {
-                carried.push(self.carry(up, gen, &v, &raw)?);
+                requests.push((v, raw));
             } else if v.get("method").is_some() {
                 if v["method"] == "notifications/cancelled" {
                     let w = id_text(&v["params"]["requestId"]);
@@ -779,14 +1297,31 @@ impl Model {
             } else {
                 self.written_answer(up, gen, &v, &raw)?;
             }
+            if !requests.is_empty() {
+                self.may_take(up, gen, requests.len())?;
+            }
+            let mut carried = Vec::new();
+            for (v, raw) in &requests {
+                carried.push(self.carry(up, gen, v, raw)?);
+            }
             written.push(carried);
         }
-        let Some(k) = refuse else { return Ok(()) };
+        let n = out.len();
+        if written.iter().any(|c| !c.is_empty()) {
+            // Taken past its lane's breaker: closed, or half-open for a probe.
+            let lane = self.ups[up].conns[gen as usize].lane;
+            let state = self.core.breaker_states(UpstreamId(up as u32))[lane as usize];
+            ensure!(
+                !matches!(state, Some(Breaker::Open { .. })),
+                "connection {gen} of upstream {up} took requests while its lane {lane}'s breaker is open"
+            );
+        }
+        let Some(k) = refuse else { return Ok((ok, n)) };
         // The writer could not carry one message: its requests are failed one by one.
         let with_requests: Vec<&Vec<(usize, String)>> =
             written.iter().filter(|c| !c.is_empty()).collect();
         if with_requests.is_empty() {
-            return Ok(());
+            return Ok((ok, n));
         }
         let refused = with_requests[k % with_requests.len()].clone();
         for (tag, wire) in refused {
@@ -801,6 +1336,33 @@ impl Model {
             if let Some(inbox) = self.ups[up].inbox.get_mut(&gen) {
                 inbox.retain(|&t| t != tag);
             }
+        }
+        Ok((ok, n))
+    }
+
+    /// Whether connection `gen` of `up` may take a message carrying `k` requests now.
+    fn may_take(&self, up: usize, gen: u64, k: usize) -> Check {
+        let u = &self.ups[up];
+        let c = &u.conns[gen as usize];
+        if u.dispatching() {
+            ensure!(
+                !c.draining,
+                "connection {gen} of upstream {up} took a request while draining{}",
+                if c.renew { " (to be renewed)" } else { "" }
+            );
+            let n = self.carried_on(up, gen);
+            ensure!(
+                !u.pooled(c.lane) || n == 0,
+                "pooled connection {gen} of upstream {up} (lane {}) took a request while it carries {n}",
+                c.lane
+            );
+        }
+        if let Some(m) = u.setup.max_concurrent {
+            let f = self.in_flight(up);
+            ensure!(
+                f == 0 || f + k <= m,
+                "connection {gen} of upstream {up} took {k} requests with {f} in flight, over the limit of {m}"
+            );
         }
         Ok(())
     }
@@ -843,6 +1405,18 @@ impl Model {
             "request #{tag} written as {raw}, sent as {}",
             r.text
         );
+        let u = &self.ups[up];
+        let lane = u.conns[gen as usize].lane;
+        let want = if r.version.is_some() {
+            None
+        } else {
+            u.tag_of(r.name)
+        };
+        ensure!(
+            !self.strict.tags || u.serves(lane, want),
+            "request #{tag} (tool {}, tag {want:?}) taken by connection {gen} of upstream {up} on lane {lane}, which does not serve that tag",
+            r.name
+        );
         if let Some(other) = self.open.values().copied().find(|&t| {
             let o = &self.reqs[t];
             o.up == up && o.carried.as_ref().is_some_and(|(_, w)| *w == wire)
@@ -878,27 +1452,21 @@ impl Model {
 
     // --- servers -------------------------------------------------------------------------
 
-    fn reply(&mut self, up: usize, pick: usize, error: bool, stale: bool) -> Check {
-        let cur = self.ups[up].gen;
-        let gen = if stale {
-            let old: Vec<u64> = self.ups[up]
-                .inbox
-                .iter()
-                .filter(|(g, v)| **g < cur && !v.is_empty())
-                .map(|(g, _)| *g)
-                .collect();
-            if old.is_empty() {
-                return Ok(());
-            }
-            old[pick % old.len()]
-        } else {
-            cur
-        };
-        let inbox = self.ups[up].inbox.get(&gen).cloned().unwrap_or_default();
-        if inbox.is_empty() {
+    fn reply(&mut self, up: usize, conn: usize, pick: usize, error: bool, stale: bool) -> Check {
+        let u = &self.ups[up];
+        let gens: Vec<u64> = u
+            .inbox
+            .iter()
+            .filter(|(g, v)| !v.is_empty() && u.is_live(**g) != stale)
+            .map(|(g, _)| *g)
+            .collect();
+        if gens.is_empty() {
             return Ok(());
         }
-        self.reply_to(up, gen, inbox[pick % inbox.len()], error)
+        let gen = gens[conn % gens.len()];
+        let inbox = &u.inbox[&gen];
+        let tag = inbox[pick % inbox.len()];
+        self.reply_to(up, gen, tag, error)
     }
 
     fn reply_to(&mut self, up: usize, gen: u64, tag: usize, error: bool) -> Check {
@@ -942,7 +1510,32 @@ impl Model {
                     raw == with_id(text, &wire, &client_id),
                     "reply {text} delivered as {raw}"
                 );
+                if self.reqs[t].version.is_some() {
+                    self.initialize_answered(up, gen, v.get("result").is_some());
+                }
                 self.no_leak(meant, t)
+            }
+        }
+    }
+
+    /// The core saw connection `gen`'s answer to an `initialize`: with a session to
+    /// replay, that connection has it and the others opened before it are renewed.
+    fn initialize_answered(&mut self, up: usize, gen: u64, ok: bool) {
+        let u = &mut self.ups[up];
+        u.negotiated = ok;
+        u.init_seen &= ok;
+        if !u.handshake() {
+            return;
+        }
+        for (g, c) in u.conns.iter_mut().enumerate() {
+            if !c.live {
+                continue;
+            }
+            if g as u64 == gen {
+                c.primed = true;
+            } else if !c.primed {
+                c.renew = true;
+                c.draining = true;
             }
         }
     }
@@ -978,8 +1571,14 @@ impl Model {
         Ok(())
     }
 
-    fn batch_reply(&mut self, up: usize, picks: &[usize], random: Option<usize>) -> Check {
-        let gen = self.ups[up].gen;
+    fn batch_reply(
+        &mut self,
+        up: usize,
+        conn: usize,
+        picks: &[usize],
+        random: Option<usize>,
+    ) -> Check {
+        let gen = self.ups[up].any_gen(conn);
         let inbox = self.ups[up].inbox.get(&gen).cloned().unwrap_or_default();
         // (text, wire, meant)
         let mut members: Vec<(String, String, Option<usize>)> = Vec::new();
@@ -1087,8 +1686,12 @@ impl Model {
         Ok(())
     }
 
-    fn oversized(&mut self, up: usize, pick: usize) -> Check {
-        let gen = self.ups[up].gen;
+    fn oversized(&mut self, up: usize, conn: usize, pick: usize) -> Check {
+        let live = self.ups[up].live();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let gen = live[conn % live.len()];
         let inbox: Vec<usize> = self.ups[up]
             .inbox
             .get(&gen)
@@ -1097,7 +1700,7 @@ impl Model {
             .copied()
             .filter(|&t| self.reqs[t].state == St::Open)
             .collect();
-        if !self.ups[up].live || inbox.is_empty() {
+        if inbox.is_empty() {
             return Ok(());
         }
         let tag = inbox[pick % inbox.len()];
@@ -1113,14 +1716,13 @@ impl Model {
         self.expect_errors(d.into_iter().collect(), vec![tag], "oversized")
     }
 
-    fn server_request(&mut self, up: usize, idx: usize, stale: bool) -> Check {
+    fn server_request(&mut self, up: usize, conn: usize, idx: usize, stale: bool) -> Check {
         let u = &self.ups[up];
-        let gen = match (stale, u.gen) {
-            (true, 0) => return Ok(()),
-            (true, g) => g - 1,
-            (false, g) if u.live => g,
-            _ => return Ok(()),
-        };
+        let gens = if stale { u.stale(true) } else { u.live() };
+        if gens.is_empty() {
+            return Ok(());
+        }
+        let gen = gens[conn % gens.len()];
         let sid = SERVER_IDS[idx];
         let k = self.server_reqs.len();
         let text = format!(
@@ -1166,34 +1768,30 @@ impl Model {
         Ok(())
     }
 
-    // --- supervisor and timer ------------------------------------------------------------
+    // --- supervisors, pool drivers and the timer -----------------------------------------
 
-    fn down(&mut self, up: usize, stale: bool) -> Check {
-        let gen = self.ups[up].gen;
-        if stale {
-            if gen == 0 {
-                return Ok(());
-            }
-            let d = self.core.down(UpstreamId(up as u32), gen - 1, &error());
-            return self.expect_errors(d, Vec::new(), "stale down");
-        }
-        if !self.ups[up].live {
-            return Ok(());
-        }
-        let lost: Vec<usize> = self
-            .open
-            .values()
-            .copied()
-            .filter(|&t| {
-                let r = &self.reqs[t];
-                r.up == up && r.carried.as_ref().is_some_and(|(g, _)| *g == gen)
-            })
-            .collect();
+    /// Connection `gen` of `up` is lost (or a stale one reports its loss): exactly what it
+    /// carried fails; what is queued waits for another connection.
+    fn down(&mut self, up: usize, gen: u64) -> Check {
+        let live = self.ups[up].is_live(gen);
+        let lost: Vec<usize> = if live {
+            self.open
+                .values()
+                .copied()
+                .filter(|&t| {
+                    let r = &self.reqs[t];
+                    r.up == up && r.carried.as_ref().is_some_and(|(g, _)| *g == gen)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let d = self.core.down(UpstreamId(up as u32), gen, &error());
         self.expect_errors(d, lost, "down")?;
-        let u = &mut self.ups[up];
-        u.gen += 1;
-        u.live = false;
+        if !live {
+            return Ok(());
+        }
+        self.ups[up].conns[gen as usize].live = false;
         for e in &mut self.server_reqs {
             if e.up == up && e.gen == gen {
                 e.settled = true;
@@ -1202,19 +1800,29 @@ impl Model {
         Ok(())
     }
 
-    fn failed(&mut self, up: usize) -> Check {
+    /// The upstream has failed: its supervisor gave up, or (`lane`) its last lane did.
+    fn failed(&mut self, up: usize, lane: Option<u16>) -> Check {
         let all: Vec<usize> = self
             .open
             .values()
             .copied()
             .filter(|&t| self.reqs[t].up == up)
             .collect();
-        let d = self.core.failed(UpstreamId(up as u32), error());
+        let id = UpstreamId(up as u32);
+        let (d, kind) = match lane {
+            Some(lane) => {
+                let err = RouterError::new(ErrorKind::UpstreamUnavailable, "the endpoint gave up");
+                let kind = err.kind.as_str();
+                (self.core.lane_failed(id, lane, err), kind)
+            }
+            None => (self.core.failed(id, error()), error().kind.as_str()),
+        };
         self.expect_errors(d, all, "failed")?;
         let u = &mut self.ups[up];
-        u.gen += 1;
-        u.live = false;
-        u.failed = true;
+        u.failed = Some(kind);
+        for c in &mut u.conns {
+            c.live = false;
+        }
         for e in &mut self.server_reqs {
             if e.up == up {
                 e.settled = true;
@@ -1223,16 +1831,158 @@ impl Model {
         Ok(())
     }
 
+    /// A lane gave up connecting: nothing happens while another lane has not.
+    fn lane_failed(&mut self, up: usize, lane: u16) -> Check {
+        let u = &mut self.ups[up];
+        let lane = lane % u.lanes() as u16;
+        u.gone[lane as usize] = true;
+        if u.gone.iter().all(|g| *g) {
+            return self.failed(up, Some(lane));
+        }
+        let err = RouterError::new(ErrorKind::UpstreamUnavailable, "the endpoint gave up");
+        let d = self.core.lane_failed(UpstreamId(up as u32), lane, err);
+        self.expect_errors(d, Vec::new(), "lane_failed with another lane left")
+    }
+
     fn expire(&mut self) -> Check {
         let now = self.now;
         let due: Vec<usize> = self
             .open
             .values()
             .copied()
-            .filter(|&t| self.reqs[t].at + TIMEOUT <= now)
+            .filter(|&t| self.deadline(t) <= now)
             .collect();
         let d = self.core.expire(now);
-        self.expect_errors(d, due, "expire")
+        // With every breaker of its upstream open, what waits is answered at once.
+        self.expect_errors_or(d, due, "expire", |m, t, kind| {
+            let r = &m.reqs[t];
+            kind == "circuit_open" && r.carried.is_none() && m.all_open(r.up)
+        })
+    }
+
+    /// The writers pull while their `Notify` says so, the pool drivers open a connection
+    /// when told of pressure, the supervisors close drained connections once idle: until
+    /// no wake-up is left. Then no request may wait that a live connection could take.
+    fn settle(&mut self) -> Check {
+        // Without wake-ups to go by, every writer pulls until a few rounds bring nothing
+        // (a designation may pass from one to another first).
+        let quiet_enough = if self.strict.wakes { 1 } else { 3 };
+        let mut quiet = 0;
+        for round in 0.. {
+            ensure!(
+                round < SETTLE_ROUNDS,
+                "the writers are still waking each other after {SETTLE_ROUNDS} rounds"
+            );
+            let mut moved = false;
+            for up in 0..UPSTREAMS {
+                for gen in self.ups[up].live() {
+                    if self.ups[up].conns[gen as usize].draining && self.carried_on(up, gen) == 0 {
+                        self.down(up, gen)?;
+                        moved = true;
+                    }
+                }
+                for lane in 0..self.ups[up].lanes() as u16 {
+                    let u = &self.ups[up];
+                    if woken(&u.pressure[lane as usize])
+                        && u.pooled(lane)
+                        && u.failed.is_none()
+                        && !u.gone[lane as usize]
+                        && u.live().len() < u.setup.max_conns
+                    {
+                        self.connect(up, lane)?;
+                        moved = true;
+                    }
+                }
+                for gen in self.ups[up].live() {
+                    let woken = woken(&self.ups[up].conns[gen as usize].wake);
+                    if self.strict.wakes && !woken {
+                        continue;
+                    }
+                    moved |= woken;
+                    // The writer loop: pull until nothing comes, then wait.
+                    while let (true, 1..) = self.pull(up, gen, 64, None)? {
+                        moved = true;
+                    }
+                }
+            }
+            quiet = if moved { 0 } else { quiet + 1 };
+            if quiet == quiet_enough {
+                break;
+            }
+        }
+        self.settled()
+    }
+
+    fn settled(&self) -> Check {
+        if self.strict.answers {
+            for (n, a) in self.answers.iter().enumerate() {
+                let e = &self.server_reqs[a.to];
+                ensure!(
+                    a.written || !self.ups[e.up].is_live(e.gen),
+                    "the client's answer #{n} to server request #{} was never written to connection {} of upstream {}, which is live",
+                    a.to,
+                    e.gen,
+                    e.up
+                );
+            }
+        }
+        let now = Instant::now();
+        for up in 0..UPSTREAMS {
+            let u = &self.ups[up];
+            if u.failed.is_some() || self.limited(up) {
+                continue;
+            }
+            // The first request waiting holds back those after it.
+            let queued = |t: usize| {
+                let r = &self.reqs[t];
+                r.up == up && r.carried.is_none()
+            };
+            let Some(first) = self.open.values().copied().filter(|&t| queued(t)).min() else {
+                continue;
+            };
+            let r = &self.reqs[first];
+            let k = match r.batch {
+                Some(b) => self
+                    .open
+                    .values()
+                    .filter(|&&t| queued(t) && self.reqs[t].batch == Some(b))
+                    .count(),
+                None => 1,
+            };
+            let f = self.in_flight(up);
+            if u.setup.max_concurrent.is_some_and(|m| f > 0 && f + k > m) {
+                continue;
+            }
+            let want = if r.version.is_some() {
+                None
+            } else {
+                u.tag_of(r.name)
+            };
+            let breakers = self.core.breaker_states(UpstreamId(up as u32));
+            for gen in u.live() {
+                let c = &u.conns[gen as usize];
+                let admits = match breakers.get(c.lane as usize).copied().flatten() {
+                    None | Some(Breaker::Closed) => true,
+                    Some(Breaker::Open { until }) => until <= now,
+                    // Its probes ended with the requests they were: with none in
+                    // flight on the lane, a probe slot is free.
+                    Some(Breaker::HalfOpen) => !self.open.values().any(|&t| {
+                        let q = &self.reqs[t];
+                        q.up == up
+                            && q.carried
+                                .as_ref()
+                                .is_some_and(|(g, _)| u.conns[*g as usize].lane == c.lane)
+                    }),
+                };
+                let free = !u.pooled(c.lane) || self.carried_on(up, gen) == 0;
+                ensure!(
+                    c.draining || !admits || !free || !u.serves(c.lane, want),
+                    "request #{first} of upstream {up} still waits after the writers settled, while connection {gen} (lane {}) could take it",
+                    c.lane
+                );
+            }
+        }
+        Ok(())
     }
 
     fn fail_all(&mut self) -> Check {
@@ -1257,6 +2007,123 @@ impl Model {
     }
 }
 
+fn breaker() -> impl Strategy<Value = BreakerConfig> {
+    // Recovery at once (the next admission is a probe) or not within the case; replies
+    // late (every one a failure) or never: no outcome depends on how fast the test runs.
+    let never = Duration::from_secs(3600);
+    (
+        1..=2u32,
+        1..=2u32,
+        prop_oneof![Just(Duration::ZERO), Just(never)],
+        prop_oneof![3 => Just(never), 1 => Just(Duration::ZERO)],
+    )
+        .prop_map(move |(failures, successes, recovery, late)| BreakerConfig {
+            failure_threshold: failures,
+            success_threshold: successes,
+            recovery_timeout: recovery,
+            timeout_duration: late,
+            monitoring_window: never,
+        })
+}
+
+fn rate_limit() -> impl Strategy<Value = RateLimit> {
+    (
+        prop_oneof![Just(500.0), Just(2000.0)],
+        1..=2u32,
+        proptest::option::weighted(0.3, Just(Duration::from_millis(5))),
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::from_millis(3)),
+            Just(Duration::from_secs(60))
+        ],
+    )
+        .prop_map(|(rate, burst, window, max_wait)| RateLimit {
+            requests_per_second: rate,
+            burst,
+            window,
+            max_wait,
+        })
+}
+
+fn lane() -> impl Strategy<Value = LaneSetup> {
+    use proptest::option;
+    let acquire = prop_oneof![
+        Just(Duration::from_millis(1500)),
+        Just(Duration::from_secs(4)),
+        Just(TIMEOUT * 2)
+    ];
+    (
+        option::weighted(0.5, breaker()),
+        option::weighted(0.4, acquire),
+        1..=3u32,
+        0..2i64,
+        proptest::bool::weighted(0.5),
+    )
+        .prop_map(|(breaker, acquire, weight, priority, tagged)| LaneSetup {
+            breaker,
+            acquire,
+            weight,
+            priority,
+            tagged,
+        })
+}
+
+fn up_setup() -> impl Strategy<Value = UpSetup> {
+    use proptest::collection::vec;
+    use proptest::option;
+    let plain = UpSetup {
+        lanes: Vec::new(),
+        strategy: Balance::RoundRobin,
+        rules: false,
+        max_conns: 1,
+        max_concurrent: None,
+        rate: None,
+    };
+    let lanes =
+        prop_oneof![1 => Just(Vec::new()), 2 => vec(lane(), 1..=1), 4 => vec(lane(), 2..=2)];
+    let configured = (
+        lanes,
+        proptest::sample::select(Balance::ALL.to_vec()),
+        proptest::bool::weighted(0.4),
+        1..=3usize,
+        option::weighted(0.3, 1..=2usize),
+        option::weighted(0.2, rate_limit()),
+    )
+        .prop_map(
+            |(lanes, strategy, rules, max_conns, max_concurrent, rate)| UpSetup {
+                lanes,
+                strategy,
+                rules,
+                max_conns,
+                max_concurrent,
+                rate,
+            },
+        );
+    prop_oneof![1 => Just(plain), 2 => configured]
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (
+        proptest::collection::vec(up_setup(), UPSTREAMS),
+        proptest::option::weighted(0.1, rate_limit()),
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::from_millis(1)),
+            Just(Duration::from_secs(60))
+        ],
+        proptest::bool::weighted(0.5),
+    )
+        .prop_map(|(ups, rate, lag, micros)| {
+            let limited = rate.is_some() || ups.iter().any(|u| u.rate.is_some());
+            Setup {
+                ups,
+                rate,
+                lag,
+                micros: micros && limited,
+            }
+        })
+}
+
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     use proptest::collection::vec;
     use proptest::option;
@@ -1265,49 +2132,63 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     let up = || prop_oneof![2 => Just(0usize), 1 => Just(1usize)];
     // Skewed towards the first ids: collisions (in flight, across sessions) are the point.
     let id = || prop_oneof![3 => Just(0usize), 2 => Just(1usize), 2 => 2..IDS.len()];
+    let name = || prop_oneof![4 => Just(0usize), 2 => Just(1usize), 1 => Just(2usize)];
     let pick = || 0..64usize;
+    let conn = || 0..6usize;
+    let lane = || 0..2u16;
     let op = prop_oneof![
-        14 => (s(), up(), id()).prop_map(|(s, up, id)| Op::Request { s, up, id }),
+        14 => (s(), up(), id(), name()).prop_map(|(s, up, id, name)| Op::Request { s, up, id, name }),
         5 => (s(), up(), vec(0..IDS.len(), 2..=3), proptest::bool::weighted(0.3))
             .prop_map(|(s, up, ids, note)| Op::Batch { s, up, ids, note }),
         4 => (s(), up(), id(), proptest::bool::weighted(0.8))
             .prop_map(|(s, up, id, batches)| Op::Handshake { s, up, id, batches }),
         5 => (s(), id(), up()).prop_map(|(s, id, up)| Op::Cancel { s, id, up }),
-        14 => up().prop_map(|up| Op::Up { up }),
+        12 => (up(), lane()).prop_map(|(up, lane)| Op::Up { up, lane }),
         16 => (
             up(),
+            conn(),
             prop_oneof![1..4usize, Just(100)],
             proptest::bool::weighted(0.1),
             option::weighted(0.1, 0..8usize)
         )
-            .prop_map(|(up, max, stale, refuse)| Op::Pull { up, max, stale, refuse }),
-        14 => (up(), pick(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.15))
-            .prop_map(|(up, pick, error, stale)| Op::Reply { up, pick, error, stale }),
+            .prop_map(|(up, conn, max, stale, refuse)| Op::Pull { up, conn, max, stale, refuse }),
+        14 => (up(), conn(), pick(), proptest::bool::weighted(0.2), proptest::bool::weighted(0.15))
+            .prop_map(|(up, conn, pick, error, stale)| Op::Reply { up, conn, pick, error, stale }),
         2 => pick().prop_map(|pick| Op::ReplyAgain { pick }),
-        2 => (up(), id()).prop_map(|(up, id)| Op::ReplyRandom { up, id }),
-        4 => (up(), vec(pick(), 1..=3), option::weighted(0.3, id()))
-            .prop_map(|(up, picks, random)| Op::BatchReply { up, picks, random }),
-        1 => (up(), pick()).prop_map(|(up, pick)| Op::Oversized { up, pick }),
-        4 => (up(), 0..SERVER_IDS.len(), proptest::bool::weighted(0.15))
-            .prop_map(|(up, id, stale)| Op::ServerRequest { up, id, stale }),
+        2 => (up(), conn(), id()).prop_map(|(up, conn, id)| Op::ReplyRandom { up, conn, id }),
+        4 => (up(), conn(), vec(pick(), 1..=3), option::weighted(0.3, id()))
+            .prop_map(|(up, conn, picks, random)| Op::BatchReply { up, conn, picks, random }),
+        1 => (up(), conn(), pick()).prop_map(|(up, conn, pick)| Op::Oversized { up, conn, pick }),
+        4 => (up(), conn(), 0..SERVER_IDS.len(), proptest::bool::weighted(0.15))
+            .prop_map(|(up, conn, id, stale)| Op::ServerRequest { up, conn, id, stale }),
         4 => (pick(), proptest::bool::weighted(0.15))
             .prop_map(|(pick, again)| Op::Answer { pick, again }),
-        3 => (up(), proptest::bool::weighted(0.2)).prop_map(|(up, stale)| Op::Down { up, stale }),
+        4 => (up(), conn(), proptest::bool::weighted(0.2))
+            .prop_map(|(up, conn, stale)| Op::Down { up, conn, stale }),
+        2 => (up(), conn()).prop_map(|(up, conn)| Op::Drain { up, conn }),
+        2 => (up(), lane()).prop_map(|(up, lane)| Op::ConnectFailed { up, lane }),
+        1 => (up(), lane()).prop_map(|(up, lane)| Op::LaneFailed { up, lane }),
         1 => up().prop_map(|up| Op::Failed { up }),
         3 => (0..3000u64).prop_map(|ms| Op::Advance { ms }),
         3 => (0..4000u64).prop_map(|ms| Op::Expire { ms }),
+        4 => (0..3000u64).prop_map(|us| Op::Sleep { us }),
+        3 => Just(Op::Settle),
     ];
-    // Most cases start with the upstreams up (a writer pulling); some with them down.
-    // Half of them have negotiated 2025-03-26 (batches) with it already.
+    // Most cases start with the upstreams up (a writer pulling, maybe one per lane); some
+    // with them down. Half of them have negotiated 2025-03-26 (batches) with it already.
     let start = vec(
-        (proptest::bool::weighted(0.8), proptest::bool::weighted(0.5)),
+        (
+            proptest::bool::weighted(0.8),
+            proptest::bool::weighted(0.5),
+            vec(lane(), 1..=2),
+        ),
         UPSTREAMS,
     )
     .prop_map(|ups| {
         let mut ops = Vec::new();
-        for (up, &(live, batches)) in ups.iter().enumerate() {
+        for (up, (live, batches, lanes)) in ups.into_iter().enumerate() {
             if live {
-                ops.push(Op::Up { up });
+                ops.extend(lanes.into_iter().map(|lane| Op::Up { up, lane }));
                 if batches {
                     ops.push(Op::Handshake {
                         s: 0,
@@ -1322,13 +2203,19 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     });
     // A shutdown in some cases (an operation would come too often: nothing is accepted after).
     let shutdown = option::weighted(0.2, any::<prop::sample::Index>());
-    (start, vec(op, 1..60), shutdown).prop_map(|(mut start, mut ops, shutdown)| {
+    (start, vec(op, 1..70), shutdown).prop_map(|(mut start, mut ops, shutdown)| {
         if let Some(at) = shutdown {
             ops.insert(at.index(ops.len() + 1), Op::Shutdown);
         }
         start.extend(ops);
         start
     })
+}
+
+fn check(nsess: usize, setup: &Setup, ops: &[Op], strict: Strict) -> Result<(), TestCaseError> {
+    Model::new(nsess, setup, strict)
+        .run(ops)
+        .map_err(TestCaseError::fail)
 }
 
 proptest! {
@@ -1339,11 +2226,16 @@ proptest! {
     })]
 
     #[test]
-    fn exactly_one_reply_per_request(nsess in 1..=2usize, ops in ops()) {
-        let mut m = Model::new(nsess);
-        if let Err(e) = m.run(&ops) {
-            return Err(TestCaseError::fail(e));
-        }
+    fn exactly_one_reply_per_request(nsess in 1..=2usize, setup in setup(), ops in ops()) {
+        check(nsess, &setup, &ops, FIXED)?;
+    }
+
+    /// With the checks the bugs kept as ignored tests below fail (run it once they are
+    /// fixed, then fold it into the one above).
+    #[test]
+    #[ignore = "fails until the ignored bug tests below are fixed"]
+    fn exactly_one_reply_strict(nsess in 1..=2usize, setup in setup(), ops in ops()) {
+        check(nsess, &setup, &ops, STRICT)?;
     }
 }
 
@@ -1560,4 +2452,231 @@ fn bug_late_reply_to_a_cancelled_request_answered_another_sessions_request() {
     assert!(core
         .from_upstream(A, 0, msg(r#"{"jsonrpc":"2.0","id":2,"result":{}}"#))
         .is_none());
+}
+
+// --- Bugs the extended model found, not fixed yet (ignored so that main stays green) -----
+
+/// One core (upstream A) with `lanes`, one session.
+fn lanes_core(
+    lanes: Vec<LaneConfig>,
+    strategy: Balance,
+) -> (Core, SessionId, mpsc::Receiver<Bytes>) {
+    let core = Core::new(Limits {
+        request_timeout: TIMEOUT,
+        max_queued_requests: QUEUE,
+    });
+    core.add_upstream("a");
+    if !lanes.is_empty() {
+        core.set_lanes(A, lanes, strategy);
+    }
+    let (tx, rx) = mpsc::channel(1);
+    let s = core.open_session(tx);
+    (core, s, rx)
+}
+
+fn pull_texts(core: &Core, gen: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    assert!(core.pull(A, gen, &mut out, 100));
+    out.iter()
+        .map(|m| String::from_utf8_lossy(m.raw()).into_owned())
+        .collect()
+}
+
+fn call(id: u32, tool: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
+}
+
+fn tripping_breaker() -> BreakerConfig {
+    BreakerConfig {
+        failure_threshold: 1,
+        recovery_timeout: Duration::from_secs(3600),
+        ..BreakerConfig::default()
+    }
+}
+
+/// With two live connections, the client's answer to connection 1's server request is
+/// queued `only_gen: 1`; the push wakes whichever writer is next in turn, and when
+/// connection 0's writer pulls first, `pull` removes the answer and drops it as "meant
+/// for another connection". Connection 1's server never gets its answer (it waits
+/// forever), though that connection is live.
+#[test]
+#[ignore = "core bug: a message meant for one pool connection is dropped when another's writer pulls"]
+fn bug_a_pool_connections_answer_is_dropped_by_another_connections_writer() {
+    let (core, s, _rx) = lanes_core(Vec::new(), Balance::RoundRobin);
+    let (g0, _) = core.connect(A, 0);
+    let (g1, _) = core.connect(A, 0);
+    let ask = r#"{"jsonrpc":"2.0","id":"s","method":"roots/list"}"#;
+    assert!(core.from_upstream(A, g1, msg(ask)).is_some());
+    let answer = r#"{"jsonrpc":"2.0","id":"s","result":{"roots":[]}}"#;
+    assert!(matches!(
+        send(&core, s, answer, Instant::now()),
+        ClientDecision::Accepted
+    ));
+    assert!(pull_texts(&core, g0).is_empty(), "not connection 0's");
+    assert_eq!(pull_texts(&core, g1), [answer], "connection 1 asked");
+}
+
+/// The same for a client notification in a pool: one copy is queued per connection
+/// (`only_gen`), and connection 0's writer pulling first drops connection 1's copy.
+#[test]
+#[ignore = "core bug: a message meant for one pool connection is dropped when another's writer pulls"]
+fn bug_a_pool_connections_copy_of_a_client_notification_is_dropped_by_another_writer() {
+    let (core, s, _rx) = lanes_core(Vec::new(), Balance::RoundRobin);
+    let (g0, _) = core.connect(A, 0);
+    let (g1, _) = core.connect(A, 0);
+    let changed = r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#;
+    assert!(matches!(
+        send(&core, s, changed, Instant::now()),
+        ClientDecision::Accepted
+    ));
+    assert_eq!(pull_texts(&core, g0), [changed]);
+    assert_eq!(pull_texts(&core, g1), [changed], "each connection hears it");
+}
+
+/// The designation is kept for whatever request is first next: a request designated to
+/// lane 0's connection is withdrawn (cancelled while queued; a timeout does the same), and
+/// the next first request, which namespace routing sends to tag `x` (lane 1 only), is
+/// taken by lane 0's connection all the same (`dispatch::turn` reuses `designated`
+/// without asking whether that connection may take this request: tags, and equally a
+/// pool connection's being free).
+#[test]
+#[ignore = "core bug: a stale designation ignores the next request's namespace tags"]
+fn bug_a_stale_designation_sends_a_request_to_a_lane_without_its_tag() {
+    let lanes = vec![
+        LaneConfig {
+            label: "l0".into(),
+            weight: 1,
+            ..Default::default()
+        },
+        LaneConfig {
+            label: "l1".into(),
+            weight: 1,
+            tags: vec![TAG.into()],
+            ..Default::default()
+        },
+    ];
+    let (core, s, _rx) = lanes_core(lanes, Balance::RoundRobin);
+    core.set_namespace_rules(A, vec![rule("^a$", TAG)]);
+    let (g0, _) = core.connect(A, 0);
+    let (g1, _) = core.connect(A, 1);
+    let now = Instant::now();
+    assert!(matches!(
+        send(&core, s, &call(1, "b"), now),
+        ClientDecision::Accepted
+    ));
+    // Round robin designates lane 0's connection for it; connection 1 holds.
+    assert!(pull_texts(&core, g1).is_empty());
+    assert!(matches!(send(&core, s, CANCEL1, now), ClientDecision::Drop));
+    let tagged = call(2, "a");
+    assert!(matches!(
+        send(&core, s, &tagged, now),
+        ClientDecision::Accepted
+    ));
+    assert!(
+        pull_texts(&core, g0).is_empty(),
+        "lane 0 has no tag x: it must not take the request namespace routing sends to x"
+    );
+    assert_eq!(pull_texts(&core, g1), [tagged]);
+}
+
+/// With a concurrency limit of 1, a reply in a batch ends the request in flight but, unlike
+/// a single reply, does not wake the writer (`upstream_batch` removes the entries without
+/// `settle`): the next request, free to go, waits until something else wakes a writer or
+/// it times out. (The same for a pool connection freed by a batch reply.)
+#[test]
+#[ignore = "core bug: a batch reply frees a slot without waking the writer"]
+fn bug_a_batch_reply_frees_a_slot_without_waking_the_writer() {
+    let (core, s, _rx) = lanes_core(Vec::new(), Balance::RoundRobin);
+    core.set_admission(
+        A,
+        Admission {
+            max_concurrent: 1,
+            rate_limit: None,
+        },
+    );
+    let (gen, wake) = core.connect(A, 0);
+    let now = Instant::now();
+    send(&core, s, &call(1, "b"), now);
+    send(&core, s, &call(2, "b"), now);
+    assert_eq!(pull_texts(&core, gen), [call(1, "b")]);
+    woken(&wake);
+    let reply = r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#;
+    assert!(core.from_upstream(A, gen, msg(reply)).is_some());
+    assert!(
+        woken(&wake),
+        "request 2 may go now: its writer must be woken"
+    );
+    assert_eq!(pull_texts(&core, gen), [call(2, "b")]);
+}
+
+/// A request is designated to lane 1's connection; then lane 1's breaker opens (a failed
+/// connect; equally a lost connection) and every writer is woken. Connection 0 pulls
+/// first and holds (the request is still designated to connection 1); connection 1 pulls,
+/// its breaker rejects it, the designation is cleared — and nobody is woken. The request
+/// that connection 0 could take waits until something else wakes a writer or it times out.
+#[test]
+#[ignore = "core bug: a designated connection whose breaker rejects it wakes nobody"]
+fn bug_a_designated_connection_whose_breaker_opened_holds_the_request_and_wakes_nobody() {
+    let lanes = vec![
+        LaneConfig {
+            label: "l0".into(),
+            weight: 1,
+            priority: 1,
+            ..Default::default()
+        },
+        LaneConfig {
+            label: "l1".into(),
+            weight: 1,
+            priority: 0,
+            breaker: Some(tripping_breaker()),
+            ..Default::default()
+        },
+    ];
+    let (core, s, _rx) = lanes_core(lanes, Balance::Priority);
+    let (g0, w0) = core.connect(A, 0);
+    let (g1, w1) = core.connect(A, 1);
+    send(&core, s, &call(1, "b"), Instant::now());
+    // Lane 1 goes first by priority: connection 0 holds, connection 1 is designated.
+    assert!(pull_texts(&core, g0).is_empty());
+    woken(&w0);
+    woken(&w1);
+    core.connect_failed(A, 1);
+    assert!(
+        woken(&w0) && woken(&w1),
+        "a breaker moved: every writer looks"
+    );
+    assert!(pull_texts(&core, g0).is_empty(), "still designated to 1");
+    woken(&w1);
+    assert!(pull_texts(&core, g1).is_empty(), "its breaker is open");
+    let woke = woken(&w0) | woken(&w1);
+    assert!(
+        woke,
+        "the request waits and connection 0 could take it: someone must look"
+    );
+    assert_eq!(pull_texts(&core, g0), [call(1, "b")]);
+}
+
+/// A pool closing a drained, idle connection (retired, renewed after `max_lifetime`,
+/// renewed for the session) reports it with `down`, which counts one transport failure
+/// on the lane's breaker: ordinary pool upkeep can open a breaker (with
+/// `failure_threshold: 1` here; within `monitoring_window` with any). Possibly intended;
+/// the breaker's documentation lists lost connections, not closed ones.
+#[test]
+#[ignore = "core question: closing a drained connection counts as a transport failure"]
+fn bug_closing_a_drained_idle_pool_connection_counts_as_a_breaker_failure() {
+    let lanes = vec![LaneConfig {
+        label: "pool".into(),
+        weight: 1,
+        breaker: Some(tripping_breaker()),
+        acquire_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    }];
+    let (core, _s, _rx) = lanes_core(lanes, Balance::RoundRobin);
+    let (g0, _) = core.connect(A, 0);
+    core.connect(A, 0);
+    core.drain(A, g0);
+    assert!(!core.busy(A, g0));
+    let closed = RouterError::new(ErrorKind::UpstreamExited, "the pool closed this connection");
+    assert!(core.down(A, g0, &closed).is_empty());
+    assert_eq!(core.breaker_states(A), [Some(Breaker::Closed)]);
 }
