@@ -239,11 +239,7 @@ impl Core {
         failed: bool,
     ) -> Option<Delivery> {
         if let Some(u) = st.upstreams.get_mut(key.0 .0 as usize) {
-            // A slot may have freed up for a request held back by the concurrency limit,
-            // or a connection of a pool for one designated elsewhere.
-            if !u.outbox.is_empty() && (u.max_concurrent != usize::MAX || u.dispatching) {
-                u.wake();
-            }
+            u.slot_freed();
         }
         if let Some(agg) = st.agg.as_mut() {
             if agg.inputs.hold(key, &bytes) {

@@ -66,7 +66,8 @@ impl Core {
 
     /// Takes connection `gen` out of `up`'s live set: its lane, or `None` when it was not
     /// live. The upstream is down once none is left.
-    pub(super) fn remove_conn(st: &mut State, up: UpstreamId, gen: u64) -> Option<u16> {
+    /// Returns its lane and whether it was draining (closed on purpose, not lost).
+    pub(super) fn remove_conn(st: &mut State, up: UpstreamId, gen: u64) -> Option<(u16, bool)> {
         let u = &mut st.upstreams[up.0 as usize];
         let i = u.conns.iter().position(|c| c.gen == gen)?;
         let slot = u.conns.remove(i);
@@ -79,7 +80,7 @@ impl Core {
         dispatch::refresh(u);
         // What waited for this connection goes to another one.
         u.wake();
-        Some(slot.lane)
+        Some((slot.lane, slot.draining))
     }
 
     /// The client's session now exists, made on connection `gen`: every other connection

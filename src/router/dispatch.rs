@@ -194,10 +194,15 @@ impl Core {
         now: Instant,
     ) -> Turn {
         let u = &mut st.upstreams[up.0 as usize];
-        let chosen = match u
-            .designated
-            .filter(|g| u.conn(*g).is_some_and(|c| !c.draining))
-        {
+        // A designation made for an earlier first request (since cancelled, or answered
+        // by the timer) stands only while its connection may take this one.
+        let still = |g: &u64| {
+            u.conn(*g).is_some_and(|c| {
+                let l = &u.lanes[c.lane as usize];
+                takes(l, c, &st.pending, up) && l.admits(now) && l.serves(tags.as_ref())
+            })
+        };
+        let chosen = match u.designated.filter(still) {
             Some(g) => Some(g),
             None => designate(u, &st.pending, up, tags.as_ref(), now),
         };
@@ -244,7 +249,11 @@ impl Core {
                 probe: admit.probe(),
                 at: now,
             })),
-            Admit::Rejected { .. } => Turn::Hold,
+            Admit::Rejected { .. } => {
+                // Another lane may take it: its writers look again.
+                u.wake_all();
+                Turn::Hold
+            }
         }
     }
 

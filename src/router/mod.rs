@@ -462,7 +462,7 @@ impl Core {
                 ClientDecision::Drop
             }
             _ => {
-                if u.outbox.len() >= limit {
+                if u.outbox.len() >= limit && only_gen.is_none() {
                     tracing::warn!(upstream = %u.name, method = ?msg.method(), "queue full: dropping client notification");
                     return ClientDecision::Drop;
                 }
@@ -608,6 +608,11 @@ impl Core {
             }
             Kind::Batch => self.upstream_batch(&mut st, up, gen, msg),
             Kind::Request => {
+                if !st.upstreams[up.0 as usize].has_conn(gen) {
+                    // Its connection is gone: nobody could carry the client's answer.
+                    tracing::info!(upstream = %name, "dropping a server request from a connection already lost");
+                    return None;
+                }
                 let session = st.upstreams[up.0 as usize].owner?;
                 if let Some(handled) = self.agg_server_request(&mut st, up, gen, &msg) {
                     return handled;
@@ -693,6 +698,7 @@ impl Core {
             keep.push(kept);
         }
         self.notify_if_idle(st);
+        st.upstreams[up.0 as usize].slot_freed();
         let session = session.or(st.upstreams[up.0 as usize].owner)?;
         let bytes = if keep.iter().all(|k| *k) {
             msg.into_raw()
@@ -729,6 +735,12 @@ impl Core {
                 break;
             }
             let q = &u.outbox[i];
+            if q.only_gen.is_some_and(|g| g != gen) {
+                // Another connection's (an answer to its server, a cancellation of what
+                // it carries, its copy of a notification): left for its writer.
+                i += 1;
+                continue;
+            }
             let requests = q.requests();
             let mut to = None;
             if requests > 0 {
@@ -754,9 +766,6 @@ impl Core {
             let Some(q) = u.outbox.remove(i) else { break };
             if let Some(n) = u.gate.as_mut() {
                 *n -= 1;
-            }
-            if q.only_gen.is_some_and(|g| g != gen) {
-                continue;
             }
             in_flight += requests;
             let acquired = u.acquire_timeout.is_some();
@@ -834,7 +843,7 @@ impl Core {
     /// Connection `gen` of `up` was lost: fail what it carried, keep what is queued.
     pub fn down(&self, up: UpstreamId, gen: u64, reason: &RouterError) -> Vec<Delivery> {
         let mut st = self.lock();
-        let Some(lane) = Self::remove_conn(&mut st, up, gen) else {
+        let Some((lane, draining)) = Self::remove_conn(&mut st, up, gen) else {
             return Vec::new();
         };
         let u = &mut st.upstreams[up.0 as usize];
@@ -848,8 +857,11 @@ impl Core {
         let lost = st
             .pending
             .take_where(|k, e| k.0 == up && e.stage == Stage::Sent { gen });
-        let probes: Vec<_> = lost.iter().filter_map(|(_, e)| e.sent?.probe).collect();
-        self.account_lost(&mut st, up, lane, &probes);
+        // A drained connection closed once idle is pool upkeep, not a failure.
+        if !(draining && lost.is_empty()) {
+            let probes: Vec<_> = lost.iter().filter_map(|(_, e)| e.sent?.probe).collect();
+            self.account_lost(&mut st, up, lane, &probes);
+        }
         self.notify_if_idle(&st);
         let mut out: Vec<Delivery> = lost
             .into_iter()

@@ -201,8 +201,13 @@ impl Upstream {
     }
 
     pub fn push(&mut self, q: Queued) {
+        let only = q.only_gen;
         self.outbox.push_back(q);
-        self.wake();
+        match only {
+            // Only that connection's writer can take it.
+            Some(gen) if self.conns.len() > 1 => self.wake_conn(gen),
+            _ => self.wake(),
+        }
     }
 
     /// Wakes the writer that should look at the outbox: the only one, the designated
@@ -219,6 +224,14 @@ impl Upstream {
             }
         };
         self.conns[target].wake.notify_one();
+    }
+
+    /// A request in flight ended: a writer looks again if something waits that a slot
+    /// (the concurrency limit, a pooled connection, a designation) may have held back.
+    pub fn slot_freed(&mut self) {
+        if !self.outbox.is_empty() && (self.max_concurrent != usize::MAX || self.dispatching) {
+            self.wake();
+        }
     }
 
     /// Wakes connection `gen`'s writer.
