@@ -8,10 +8,10 @@
 //! reply carries another request's answer (some streams reuse one id for all their
 //! requests, so a late reply to an earlier one would show), no reply waits much longer
 //! than the request timeout, the router recovers once the gateways are healthy again, its
-//! heap stays flat and it exits cleanly when the client closes stdin. Which endpoint served a request,
-//! how many connections there are, whether a circuit opened: none of that is asserted,
-//! so the test holds for today's single connection with failover at connect time and for
-//! a pool with load balancing and a circuit breaker alike.
+//! heap stays flat and it exits cleanly when the client closes stdin. Which endpoint
+//! served a request, how many connections there are, whether a circuit opened: none of
+//! that is asserted, so the test holds for today's single connection with failover at
+//! connect time and for a pool with load balancing and a circuit breaker alike.
 //!
 //! Bounded: `MCP_ROUTER_SOAK_SECS` (default 60) of traffic under chaos, then a few seconds
 //! of drain and recovery. The schedule of faults and the request mix come from one seed,
@@ -235,7 +235,7 @@ fn echo_backend() -> String {
 enum Mode {
     Healthy,
     /// `--delay-ms`: every request waits this long in the gateway (which answers one at a
-    /// time per connection, so 32 outstanding wait up to 32× as long).
+    /// time per connection, so the last of 32 outstanding waits 32× as long).
     Slow(u64),
     /// `--drop-after`: each connection breaks on the request after this many answers.
     Dropping(u64),
