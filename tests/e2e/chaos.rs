@@ -10,8 +10,8 @@
 //! than the request timeout, the router recovers once the gateways are healthy again, its
 //! heap stays flat and it exits cleanly when the client closes stdin. Which endpoint
 //! served a request, how many connections there are, whether a circuit opened: none of
-//! that is asserted, so the test holds for today's single connection with failover at
-//! connect time and for a pool with load balancing and a circuit breaker alike.
+//! that is asserted, so the test holds for one connection with failover at connect time
+//! as much as for pools per endpoint with load balancing and circuit breakers.
 //!
 //! Bounded: `MCP_ROUTER_SOAK_SECS` (default 60) of traffic under chaos, then a few seconds
 //! of drain and recovery. The schedule of faults and the request mix come from one seed,
