@@ -303,8 +303,14 @@ fn namespace_routing_sends_a_tool_to_the_endpoints_with_its_tag() {
 
 #[test]
 fn each_endpoint_uses_its_own_auth() {
-    let a = gateway(&echo_backend(), &["--ws", "127.0.0.1:0", "--token", "token-for-a"]);
-    let b = gateway(&echo_backend(), &["--ws", "127.0.0.1:0", "--token", "token-for-b"]);
+    let a = gateway(
+        &echo_backend(),
+        &["--ws", "127.0.0.1:0", "--token", "token-for-a"],
+    );
+    let b = gateway(
+        &echo_backend(),
+        &["--ws", "127.0.0.1:0", "--token", "token-for-b"],
+    );
     let cfg = format!(
         "gateway:\n  auth: {{type: bearer, token_env: TOKEN_A}}\n  endpoints:\n    - url: {}\n    - url: {}\n      auth: {{type: bearer, token_env: TOKEN_B}}\n  connection:\n{}    pool:\n      enabled: false\n",
         a.ws_url("/"),
@@ -317,7 +323,9 @@ fn each_endpoint_uses_its_own_auth() {
         &[],
     );
     r.initialize("2025-06-18");
-    assert!(wait_until(Duration::from_secs(10), || a.count(": connected (") >= 1
+    assert!(wait_until(Duration::from_secs(10), || a
+        .count(": connected (")
+        >= 1
         && b.count(": connected (") >= 1));
     std::thread::sleep(Duration::from_millis(300));
     for id in 1..=6 {
