@@ -6,6 +6,8 @@ mod support;
 
 #[path = "e2e/aggregate.rs"]
 mod aggregate;
+#[path = "e2e/chaos.rs"]
+mod chaos;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/detect.rs"]

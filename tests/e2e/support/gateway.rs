@@ -146,6 +146,14 @@ impl GatewayProc {
         let _ = self.child.wait();
     }
 
+    /// Starts again on the same ports with other arguments (e.g. other fault switches);
+    /// `args` name the listeners as the first start did (their addresses are replaced by
+    /// the ports in use).
+    pub fn restart_with(&mut self, args: &[String]) {
+        self.args = args.to_vec();
+        self.restart();
+    }
+
     /// Starts again on the same ports, with the same arguments.
     pub fn restart(&mut self) {
         self.kill();
