@@ -174,7 +174,7 @@ tracing: { enabled: false, service_name: mcp-router }
             &loaded.warnings,
             "gateway_pool.load_balancer.failover_timeout"
         ),
-        1
+        0
     );
     assert_eq!(
         named(&loaded.warnings, "gateway_pool.circuit_breaker.enabled"),

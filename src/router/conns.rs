@@ -51,6 +51,7 @@ impl Core {
             draining: false,
             primed,
             renew: false,
+            stalled_since: None,
         });
         if !matches!(u.link, Link::Failed(_)) {
             u.link = Link::Up;

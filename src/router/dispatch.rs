@@ -124,6 +124,16 @@ impl Core {
         refresh(u);
     }
 
+    /// With several lanes, how long a connection may carry requests without answering any
+    /// before it is passed over (it still gets its replies; it takes new requests again
+    /// once it answers).
+    pub fn set_failover_timeout(&self, up: UpstreamId, timeout: Duration) {
+        let mut st = self.lock();
+        if let Some(u) = st.upstreams.get_mut(up.0 as usize) {
+            u.failover = Some(timeout);
+        }
+    }
+
     /// The state of each lane's breaker of `up` (`None`: that lane has none).
     pub fn breaker_states(&self, up: UpstreamId) -> Vec<Option<BreakerState>> {
         let st = self.lock();
@@ -199,7 +209,10 @@ impl Core {
         let still = |g: &u64| {
             u.conn(*g).is_some_and(|c| {
                 let l = &u.lanes[c.lane as usize];
-                takes(l, c, &st.pending, up) && l.admits(now) && l.serves(tags.as_ref())
+                takes(l, c, &st.pending, up)
+                    && l.admits(now)
+                    && l.serves(tags.as_ref())
+                    && !stalled(c, u.failover.filter(|_| u.lanes.len() > 1), now)
             })
         };
         let chosen = match u.designated.filter(still) {
@@ -228,9 +241,13 @@ impl Core {
             return Turn::Hold;
         }
         u.designated = None;
+        let failover = u.failover.is_some() && u.lanes.len() > 1;
         let lane = match u.conns.iter_mut().find(|c| c.gen == gen) {
             Some(c) => {
                 c.last_used = now;
+                if failover && c.stalled_since.is_none() {
+                    c.stalled_since = Some(now);
+                }
                 c.lane
             }
             None => 0,
@@ -370,6 +387,7 @@ fn designate(
     tags: Option<&Arc<[Box<str>]>>,
     now: Instant,
 ) -> Option<u64> {
+    let failover = u.failover.filter(|_| u.lanes.len() > 1);
     let candidates: smallvec::SmallVec<[Candidate; 4]> = u
         .lanes
         .iter()
@@ -379,7 +397,7 @@ fn designate(
             let mut in_flight = 0;
             for c in u.conns.iter().filter(|c| c.lane as usize == i) {
                 in_flight += pending.sent_on(up, c.gen);
-                any |= takes(l, c, pending, up);
+                any |= takes(l, c, pending, up) && !stalled(c, failover, now);
             }
             Candidate {
                 weight: l.weight,
@@ -396,7 +414,11 @@ fn designate(
     }?;
     u.conns
         .iter()
-        .filter(|c| c.lane as usize == lane && takes(&u.lanes[lane], c, pending, up))
+        .filter(|c| {
+            c.lane as usize == lane
+                && takes(&u.lanes[lane], c, pending, up)
+                && !stalled(c, failover, now)
+        })
         .min_by_key(|c| (pending.sent_on(up, c.gen), std::cmp::Reverse(c.last_used)))
         .map(|c| c.gen)
 }
@@ -413,6 +435,25 @@ fn takes(
     up: UpstreamId,
 ) -> bool {
     !c.draining && (!l.pooled || pending.sent_on(up, c.gen) == 0)
+}
+
+/// Whether connection `c` has carried requests for `failover` without answering any (a
+/// frozen endpoint that still accepts what is written): passed over until it answers.
+fn stalled(c: &super::upstreams::ConnSlot, failover: Option<Duration>, now: Instant) -> bool {
+    match (failover, c.stalled_since) {
+        (Some(f), Some(since)) => now.saturating_duration_since(since) >= f,
+        _ => false,
+    }
+}
+
+/// A reply came on connection `gen` of `u`: it is making progress (see [`stalled`]).
+pub(super) fn progressed(u: &mut Upstream, gen: u64, still_busy: bool) {
+    if u.failover.is_none() {
+        return;
+    }
+    if let Some(c) = u.conns.iter_mut().find(|c| c.gen == gen) {
+        c.stalled_since = still_busy.then(Instant::now);
+    }
 }
 
 /// Counts `outcome` on `lane`'s breaker; whether its state changed.

@@ -335,3 +335,25 @@ fn namespace_tags_keep_a_request_on_the_lanes_that_have_them() {
         h.reply(A, g[1], &ok(n));
     }
 }
+
+#[test]
+fn a_connection_that_stops_answering_is_passed_over_after_the_failover_timeout() {
+    let (h, g) = two_lanes(Strategy::Priority, [1, 1], [0, 1]);
+    h.core.set_failover_timeout(A, Duration::from_millis(100));
+    h.send(A, &req(1), Instant::now());
+    assert_eq!(pull_all(&h, &g), [vec!["1".to_owned()], vec![]]);
+    // Not yet: the preferred connection takes more while it may just be slow.
+    h.send(A, &req(2), Instant::now());
+    assert_eq!(pull_all(&h, &g), [vec!["2".to_owned()], vec![]]);
+    std::thread::sleep(Duration::from_millis(120));
+    for n in 3..=5 {
+        h.send(A, &req(n), Instant::now());
+        assert_eq!(pull_all(&h, &g)[1], [n.to_string()], "lane 0 is stalled");
+        h.reply(A, g[1], &ok(n));
+    }
+    // It answers: it takes requests again.
+    h.reply(A, g[0], &ok(1));
+    h.reply(A, g[0], &ok(2));
+    h.send(A, &req(6), Instant::now());
+    assert_eq!(pull_all(&h, &g), [vec!["6".to_owned()], vec![]]);
+}

@@ -152,6 +152,11 @@ impl Port {
         self.core.pressure(self.up, self.lane)
     }
 
+    /// With several lanes: a connection busy this long without answering is passed over.
+    pub fn set_failover_timeout(&self, timeout: std::time::Duration) {
+        self.core.set_failover_timeout(self.up, timeout)
+    }
+
     /// Namespace routing: which lanes (by tag) requests go to (before traffic starts).
     pub fn set_namespace_rules(&self, rules: Vec<super::NamespaceRule>) {
         self.core.set_namespace_rules(self.up, rules)

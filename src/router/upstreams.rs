@@ -86,6 +86,9 @@ pub struct ConnSlot {
     pub last_used: Instant,
     /// Takes no new requests: it is closed once idle.
     pub draining: bool,
+    /// Since when it has carried requests without answering any (`None`: idle, or it
+    /// just answered); tracked only with a failover timeout.
+    pub stalled_since: Option<Instant>,
     /// Opened with the client's session in place (replayed), or it carried the
     /// `initialize` that made it.
     pub primed: bool,
@@ -120,6 +123,9 @@ pub struct Upstream {
     pub circuit_flush: bool,
     /// With a pool: how long a request may wait for a connection.
     pub acquire_timeout: Option<std::time::Duration>,
+    /// With several lanes: a connection that has carried requests this long without
+    /// answering any gets no more (`gateway_pool.load_balancer.failover_timeout`).
+    pub failover: Option<std::time::Duration>,
     /// Namespace routing: which lanes (by tag) a request may go to.
     pub rules: Option<Arc<[super::namespace::Rule]>>,
     /// The client session its server-initiated messages go to.
@@ -154,6 +160,7 @@ impl Upstream {
             circuit_flush: false,
             acquire_timeout: None,
             rules: None,
+            failover: None,
             owner: None,
             gate: None,
             max_concurrent: usize::MAX,

@@ -44,6 +44,7 @@ pub(crate) fn spawn_lanes(
         lanes.lanes.iter().map(|l| l.config.clone()).collect(),
         lanes.strategy,
     );
+    port.set_failover_timeout(lanes.failover_timeout);
     if let Some(routing) = &lanes.namespace_routing {
         port.set_namespace_rules(
             routing

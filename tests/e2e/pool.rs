@@ -337,3 +337,54 @@ fn each_endpoint_uses_its_own_auth() {
     assert_no_secret(&r.stderr(), "token-for-b");
     r.finish_ok();
 }
+
+#[test]
+fn a_frozen_gateway_is_passed_over_after_the_failover_timeout() {
+    let (a, b) = (echo_gateway(), echo_gateway());
+    let cfg = format!(
+        "{}    failover_timeout: 500ms\nlocal:\n  request_timeout_ms: 3000\n",
+        two_endpoints(&a.ws_url("/"), &b.ws_url("/"), "round_robin")
+    );
+    let mut r = router(&cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
+    r.initialize("2025-06-18");
+    assert!(wait_until(Duration::from_secs(10), || a
+        .count(": connected (")
+        >= 1
+        && b.count(": connected (") >= 1));
+    std::thread::sleep(Duration::from_millis(300));
+    // A accepts what is written and answers nothing.
+    a.signal("STOP");
+    let t0 = Instant::now();
+    for id in 1..=30u64 {
+        r.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+                       "params":{"name":"echo","arguments":{"text":format!("n{id}")}}}));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut replies = std::collections::BTreeMap::new();
+    while replies.len() < 30 {
+        let v = r
+            .recv(Duration::from_secs(10))
+            .expect("every call answered");
+        if let Some(id) = v["id"].as_u64() {
+            assert!(replies.insert(id, v).is_none(), "one reply each");
+        }
+    }
+    a.signal("CONT");
+    let failed: Vec<u64> = replies
+        .iter()
+        .filter(|(_, v)| v.get("error").is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    // Only what went to A before it had been silent for 500 ms: about half of the
+    // first five, none after.
+    assert!(failed.len() <= 5, "{failed:?} after {:?}", t0.elapsed());
+    assert!(failed.iter().all(|id| *id <= 8), "{failed:?}");
+    for id in &failed {
+        assert_eq!(
+            replies[id]["error"]["data"]["kind"], "timeout",
+            "{}",
+            replies[id]
+        );
+    }
+    r.finish_ok();
+}

@@ -95,10 +95,9 @@ pub(super) static ROWS: &[Row] = &[
     Row {
         paths: &[
             "gateway_pool.load_balancer.retry_count",
-            "gateway_pool.load_balancer.failover_timeout",
             "gateway_pool.load_balancer.health_check_path",
         ],
-        why: "a request already written is never sent again (the server may have acted on it); one not yet written goes to another endpoint at once, and an endpoint whose connection is lost (or whose breaker is open) is passed over until it is back",
+        why: "a request already written is never sent again (the server may have acted on it); one not yet written goes to another endpoint at once, and an endpoint whose connection is lost, whose breaker is open or that stopped answering for failover_timeout is passed over until it is back",
         planned: None,
         quiet: None,
     },

@@ -67,6 +67,7 @@ const LIVE: &[&str] = &[
     "gateway_pool.endpoints[].priority",
     "gateway_pool.endpoints[].tags",
     "gateway_pool.load_balancer.strategy",
+    "gateway_pool.load_balancer.failover_timeout",
     "gateway_pool.circuit_breaker",
     "gateway_pool.namespace_routing",
     "servers_from",

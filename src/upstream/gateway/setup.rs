@@ -27,6 +27,8 @@ pub struct Lane {
 pub struct Lanes {
     pub lanes: Vec<Lane>,
     pub strategy: Strategy,
+    /// `load_balancer.failover_timeout`.
+    pub failover_timeout: Duration,
     pub namespace_routing: Option<NamespaceRouting>,
 }
 
@@ -93,6 +95,7 @@ pub fn gateway(
     Ok(Lanes {
         lanes,
         strategy: gw.load_balancer.strategy.into(),
+        failover_timeout: gw.load_balancer.failover_timeout,
         namespace_routing: gw.namespace_routing.clone(),
     })
 }
