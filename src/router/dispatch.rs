@@ -446,11 +446,13 @@ fn stalled(c: &super::upstreams::ConnSlot, failover: Option<Duration>, now: Inst
     }
 }
 
-/// A reply came on connection `gen` of `u`: it is making progress (see [`stalled`]).
-pub(super) fn progressed(u: &mut Upstream, gen: u64, still_busy: bool) {
+/// A reply came on connection `gen` of `up`: it is making progress (see [`stalled`]).
+pub(super) fn progressed(st: &mut State, up: UpstreamId, gen: u64) {
+    let u = &mut st.upstreams[up.0 as usize];
     if u.failover.is_none() {
         return;
     }
+    let still_busy = st.pending.sent_on(up, gen) > 0;
     if let Some(c) = u.conns.iter_mut().find(|c| c.gen == gen) {
         c.stalled_since = still_busy.then(Instant::now);
     }

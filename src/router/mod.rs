@@ -586,8 +586,7 @@ impl Core {
                 }
                 let entry = st.pending.remove(&key)?;
                 self.account(&mut st, up, &entry, Outcome::Answered);
-                let busy = st.pending.sent_on(up, gen) > 0;
-                dispatch::progressed(&mut st.upstreams[up.0 as usize], gen, busy);
+                dispatch::progressed(&mut st, up, gen);
                 if entry.method.as_deref() == Some("initialize") {
                     let u = &mut st.upstreams[up.0 as usize];
                     u.session.observe_initialize_reply(&msg);
@@ -700,10 +699,8 @@ impl Core {
             keep.push(kept);
         }
         self.notify_if_idle(st);
-        let busy = st.pending.sent_on(up, gen) > 0;
-        let u = &mut st.upstreams[up.0 as usize];
-        dispatch::progressed(u, gen, busy);
-        u.slot_freed();
+        dispatch::progressed(st, up, gen);
+        st.upstreams[up.0 as usize].slot_freed();
         let session = session.or(st.upstreams[up.0 as usize].owner)?;
         let bytes = if keep.iter().all(|k| *k) {
             msg.into_raw()
