@@ -201,41 +201,34 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
                 writeln!(out, "\n{label} vs before: {}", parts.join("; "))?;
             }
         }
+        // Both sections' targets read medians the same way.
+        let get_of = |label: &str, c: &str| present(label).then(|| get(c, cols(label))).flatten();
         if tag.starts_with(RESILIENCE) {
-            let get_of =
-                |label: &str, c: &str| present(label).then(|| get(c, cols(label))).flatten();
-            writeln!(out, "\nTargets ({tag}):\n")?;
-            writeln!(out, "| target | measured | |\n|---|---|---|")?;
-            for (target, measured) in resilience_targets(&get_of) {
-                let verdict = match measured {
-                    Some((_, true)) => "met",
-                    Some((_, false)) => "**not met**",
-                    None => "not measured",
-                };
-                let text = measured.map_or_else(|| "–".to_owned(), |(m, _)| m);
-                writeln!(out, "| {target} | {text} | {verdict} |")?;
-            }
+            write_targets(&mut out, tag, resilience_targets(&get_of))?;
         }
         if aggregate {
-            let get_of = |label: &str, c: &str| {
-                if present(label) {
-                    get(c, cols(label))
-                } else {
-                    None
-                }
-            };
-            writeln!(out, "\nTargets ({tag}):\n")?;
-            writeln!(out, "| target | measured | |\n|---|---|---|")?;
-            for (target, measured) in aggregation_targets(&get_of) {
-                let verdict = match measured {
-                    Some((_, true)) => "met",
-                    Some((_, false)) => "**not met**",
-                    None => "not measured",
-                };
-                let text = measured.map_or_else(|| "–".to_owned(), |(m, _)| m);
-                writeln!(out, "| {target} | {text} | {verdict} |")?;
-            }
+            write_targets(&mut out, tag, aggregation_targets(&get_of))?;
         }
+    }
+    Ok(())
+}
+
+/// A section's targets as a markdown table: each met, not met or not measured.
+fn write_targets(
+    out: &mut impl Write,
+    tag: &str,
+    rows: Vec<(String, Option<(String, bool)>)>,
+) -> std::io::Result<()> {
+    writeln!(out, "\nTargets ({tag}):\n")?;
+    writeln!(out, "| target | measured | |\n|---|---|---|")?;
+    for (target, measured) in rows {
+        let verdict = match measured {
+            Some((_, true)) => "met",
+            Some((_, false)) => "**not met**",
+            None => "not measured",
+        };
+        let text = measured.map_or_else(|| "–".to_owned(), |(m, _)| m);
+        writeln!(out, "| {target} | {text} | {verdict} |")?;
     }
     Ok(())
 }

@@ -129,6 +129,16 @@ fn two_endpoints(a: &str, b: &str, strategy: &str) -> String {
     )
 }
 
+/// Waits until the router is connected to both gateways (the one that did not carry the
+/// handshake has replayed it).
+fn both_up(a: &crate::support::gateway::GatewayProc, b: &crate::support::gateway::GatewayProc) {
+    assert!(wait_until(Duration::from_secs(10), || a
+        .count(": connected (")
+        >= 1
+        && b.count(": connected (") >= 1));
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 fn echo_gateway() -> crate::support::gateway::GatewayProc {
     gateway(&echo_backend(), &["--ws", "127.0.0.1:0", "--token", TOKEN])
 }
@@ -142,12 +152,7 @@ fn round_robin_spreads_calls_over_two_gateways() {
         &[],
     );
     r.initialize("2025-06-18");
-    // Both endpoints up (the one that did not carry the handshake replays it).
-    assert!(wait_until(Duration::from_secs(10), || a
-        .count(": connected (")
-        >= 1
-        && b.count(": connected (") >= 1));
-    std::thread::sleep(Duration::from_millis(300));
+    both_up(&a, &b);
     for id in 1..=20 {
         let v = crate::gateway::echo_call(&mut r, id, &format!("n{id}"));
         assert_eq!(echo_text(&v), Some(format!("n{id}").as_str()), "{v}");
@@ -172,11 +177,7 @@ fn priority_sends_everything_to_the_first_endpoint_while_it_is_up() {
     );
     let mut r = router(&cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
     r.initialize("2025-06-18");
-    assert!(wait_until(Duration::from_secs(10), || a
-        .count(": connected (")
-        >= 1
-        && b.count(": connected (") >= 1));
-    std::thread::sleep(Duration::from_millis(300));
+    both_up(&a, &b);
     for id in 1..=10 {
         let v = crate::gateway::echo_call(&mut r, id, "p");
         assert_eq!(echo_text(&v), Some("p"), "{v}");
@@ -195,11 +196,7 @@ fn one_gateway_killed_under_a_steady_stream_moves_traffic_to_the_other_exactly_o
         &[],
     );
     r.initialize("2025-06-18");
-    assert!(wait_until(Duration::from_secs(10), || a
-        .count(": connected (")
-        >= 1
-        && b.count(": connected (") >= 1));
-    std::thread::sleep(Duration::from_millis(300));
+    both_up(&a, &b);
     // 200 calls, at most 8 outstanding; gateway A is SIGKILLed after the 60th is sent.
     let total = 200u64;
     let mut sent = 0u64;
@@ -271,11 +268,7 @@ fn namespace_routing_sends_a_tool_to_the_endpoints_with_its_tag() {
     );
     let mut r = router(&cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
     r.initialize("2025-06-18");
-    assert!(wait_until(Duration::from_secs(10), || a
-        .count(": connected (")
-        >= 1
-        && b.count(": connected (") >= 1));
-    std::thread::sleep(Duration::from_millis(300));
+    both_up(&a, &b);
     for id in 1..=8 {
         let v = crate::gateway::echo_call(&mut r, id, "routed");
         assert_eq!(echo_text(&v), Some("routed"), "{v}");
@@ -323,11 +316,7 @@ fn each_endpoint_uses_its_own_auth() {
         &[],
     );
     r.initialize("2025-06-18");
-    assert!(wait_until(Duration::from_secs(10), || a
-        .count(": connected (")
-        >= 1
-        && b.count(": connected (") >= 1));
-    std::thread::sleep(Duration::from_millis(300));
+    both_up(&a, &b);
     for id in 1..=6 {
         let v = crate::gateway::echo_call(&mut r, id, "own token");
         assert_eq!(echo_text(&v), Some("own token"), "{v}\n{}", r.stderr());
@@ -347,11 +336,7 @@ fn a_frozen_gateway_is_passed_over_after_the_failover_timeout() {
     );
     let mut r = router(&cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
     r.initialize("2025-06-18");
-    assert!(wait_until(Duration::from_secs(10), || a
-        .count(": connected (")
-        >= 1
-        && b.count(": connected (") >= 1));
-    std::thread::sleep(Duration::from_millis(300));
+    both_up(&a, &b);
     // A accepts what is written and answers nothing.
     a.signal("STOP");
     let t0 = Instant::now();
