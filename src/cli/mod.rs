@@ -3,6 +3,7 @@
 //! The only module (with `main.rs`) that uses `anyhow`: everything below returns typed
 //! errors, and here they become one message for the user, saying what to do next.
 
+mod completions;
 mod config_check;
 mod list_tools;
 mod run;
@@ -72,6 +73,15 @@ pub struct Cli {
 enum Command {
     /// Print version, build time, commit and target.
     Version,
+    /// Print a shell completion script (e.g. `mcp-router completions bash >
+    /// ~/.local/share/bash-completion/completions/mcp-router`).
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (e.g. `mcp-router man > ~/.local/share/man/man1/mcp-router.1`).
+    Man,
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -105,6 +115,12 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         version::print()?;
         return Ok(0);
     }
+    // Neither needs the configuration: they work on a machine with none.
+    match &cli.command {
+        Some(Command::Completions { shell }) => return completions::completions(*shell),
+        Some(Command::Man) => return completions::man(),
+        _ => {}
+    }
     if !cli.servers.is_empty() && !cli.shorthand.is_empty() {
         Cli::command()
             .error(
@@ -128,7 +144,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Config {
             command: ConfigCommand::Check { list_tools },
         }) => config_check::run(&opts, list_tools),
-        Some(Command::Version) => Ok(0),
+        Some(Command::Version | Command::Completions { .. } | Command::Man) => Ok(0),
         None => {
             let loaded = config::load(&opts).map_err(|e| anyhow::anyhow!("{e}"))?;
             run::run(loaded)

@@ -446,3 +446,86 @@ fn server_flags_name_the_servers_and_bad_ones_are_usage_errors() {
         "{err}"
     );
 }
+
+/// `mcp-router ARGS` with no configuration anywhere (an empty HOME, no MCP_* variables).
+fn bare(args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(router_bin());
+    cmd.current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env_remove("MCP_ROUTER_CONFIG")
+        .args(args);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn completions_for_every_shell_name_the_real_commands_and_flags() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = bare(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in [
+            "config",
+            "check",
+            "gateway",
+            "list-tools",
+            "completions",
+            "man",
+        ] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    // The bash script loads and registers itself, and completes a subcommand.
+    let out = bare(&["completions", "bash"]);
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    let probe = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{script}\nCOMP_WORDS=(mcp-router con); COMP_CWORD=1; COMP_LINE='mcp-router con'; COMP_POINT=14; _mcp__router mcp-router con mcp-router; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        ))
+        .output()
+        .unwrap();
+    let words = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        words.lines().any(|w| w == "config"),
+        "{words}\n{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // An unknown shell is a usage error naming the ones there are.
+    let out = bare(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bash, elvish, fish, powershell, zsh"));
+}
+
+#[test]
+fn the_man_page_renders_with_the_commands_and_flags() {
+    let out = bare(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH mcp-router 1"),
+        "{page}"
+    );
+    assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    for word in ["\\-\\-gateway", "\\-\\-config", "completions", "config"] {
+        assert!(page.contains(word), "no {word}");
+    }
+    // groff formats it without a warning, where groff is installed (-k: UTF-8 input, as man
+    // reads it).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mcp-router.1");
+    std::fs::write(&file, &page).unwrap();
+    if let Ok(rendered) = std::process::Command::new("groff")
+        .args(["-k", "-man", "-Tutf8", "-ww"])
+        .arg(&file)
+        .output()
+    {
+        let text = String::from_utf8_lossy(&rendered.stdout);
+        assert!(text.contains("mcp-router"), "{text}");
+        assert!(
+            rendered.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+    }
+}
