@@ -60,11 +60,9 @@ impl Lane {
     /// Whether its breaker is open (refusing) at `now`; half-open is not: requests wait
     /// for a probe slot there.
     fn open(&self, now: Instant) -> bool {
-        self.breaker.as_ref().is_some_and(|b| !b.would_admit(now))
-            && self
-                .breaker
-                .as_ref()
-                .is_some_and(|b| matches!(b.state(), BreakerState::Open { .. }))
+        self.breaker
+            .as_ref()
+            .is_some_and(|b| matches!(b.state(), BreakerState::Open { until } if now < until))
     }
 
     fn admits(&self, now: Instant) -> bool {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::gateway::echo_backend;
 use crate::support::gateway::GatewayProc;
 use crate::support::*;
 
@@ -230,17 +231,6 @@ impl Setup {
             ),
         }
     }
-}
-
-/// The bundled echo server: fast, answers `echo`, `add`, `ping`, `tools/list`.
-fn echo_backend() -> String {
-    let bin = built_bin_dir().join("examples").join("echo_server");
-    assert!(
-        bin.exists(),
-        "{} is missing: build with --all-targets (or --examples)",
-        bin.display()
-    );
-    bin.display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -654,12 +654,7 @@ fn a_get_stream_closed_at_once_with_retry_zero_is_not_reopened_in_a_hot_loop() {
     let mut router = RouterProc::start(&["--", &server.url("/mcp")], &[]);
     let init = router.initialize("2025-11-25");
     assert!(init["result"].is_object(), "{init}");
-    let gets = || {
-        read_lines(&record)
-            .iter()
-            .filter(|l| l.starts_with("GET /mcp"))
-            .count()
-    };
+    let gets = || recorded(&record, "GET /mcp");
     assert!(
         wait_until(Duration::from_secs(5), || gets() >= 1),
         "no GET stream was opened: {}",

@@ -129,6 +129,18 @@ fn two_endpoints(a: &str, b: &str, strategy: &str) -> String {
     )
 }
 
+/// The router with `cfg` (bearer `TOKEN`), initialized, connected to both gateways.
+fn started(
+    cfg: &str,
+    a: &crate::support::gateway::GatewayProc,
+    b: &crate::support::gateway::GatewayProc,
+) -> RouterProc {
+    let mut r = router(cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
+    r.initialize("2025-06-18");
+    both_up(a, b);
+    r
+}
+
 /// Waits until the router is connected to both gateways (the one that did not carry the
 /// handshake has replayed it).
 fn both_up(a: &crate::support::gateway::GatewayProc, b: &crate::support::gateway::GatewayProc) {
@@ -146,13 +158,11 @@ fn echo_gateway() -> crate::support::gateway::GatewayProc {
 #[test]
 fn round_robin_spreads_calls_over_two_gateways() {
     let (a, b) = (echo_gateway(), echo_gateway());
-    let mut r = router(
+    let mut r = started(
         &two_endpoints(&a.ws_url("/"), &b.ws_url("/"), "round_robin"),
-        &[("MCP_AUTH_TOKEN", TOKEN)],
-        &[],
+        &a,
+        &b,
     );
-    r.initialize("2025-06-18");
-    both_up(&a, &b);
     for id in 1..=20 {
         let v = crate::gateway::echo_call(&mut r, id, &format!("n{id}"));
         assert_eq!(echo_text(&v), Some(format!("n{id}").as_str()), "{v}");
@@ -175,9 +185,7 @@ fn priority_sends_everything_to_the_first_endpoint_while_it_is_up() {
         b.ws_url("/"),
         fast_reconnect()
     );
-    let mut r = router(&cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
-    r.initialize("2025-06-18");
-    both_up(&a, &b);
+    let mut r = started(&cfg, &a, &b);
     for id in 1..=10 {
         let v = crate::gateway::echo_call(&mut r, id, "p");
         assert_eq!(echo_text(&v), Some("p"), "{v}");
@@ -190,13 +198,11 @@ fn priority_sends_everything_to_the_first_endpoint_while_it_is_up() {
 #[test]
 fn one_gateway_killed_under_a_steady_stream_moves_traffic_to_the_other_exactly_once() {
     let (mut a, b) = (echo_gateway(), echo_gateway());
-    let mut r = router(
+    let mut r = started(
         &two_endpoints(&a.ws_url("/"), &b.ws_url("/"), "round_robin"),
-        &[("MCP_AUTH_TOKEN", TOKEN)],
-        &[],
+        &a,
+        &b,
     );
-    r.initialize("2025-06-18");
-    both_up(&a, &b);
     // 200 calls, at most 8 outstanding; gateway A is SIGKILLed after the 60th is sent.
     let total = 200u64;
     let mut sent = 0u64;
@@ -266,9 +272,7 @@ fn namespace_routing_sends_a_tool_to_the_endpoints_with_its_tag() {
         b.ws_url("/"),
         fast_reconnect()
     );
-    let mut r = router(&cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
-    r.initialize("2025-06-18");
-    both_up(&a, &b);
+    let mut r = started(&cfg, &a, &b);
     for id in 1..=8 {
         let v = crate::gateway::echo_call(&mut r, id, "routed");
         assert_eq!(echo_text(&v), Some("routed"), "{v}");
@@ -334,9 +338,7 @@ fn a_frozen_gateway_is_passed_over_after_the_failover_timeout() {
         "{}    failover_timeout: 500ms\nlocal:\n  request_timeout_ms: 3000\n",
         two_endpoints(&a.ws_url("/"), &b.ws_url("/"), "round_robin")
     );
-    let mut r = router(&cfg, &[("MCP_AUTH_TOKEN", TOKEN)], &[]);
-    r.initialize("2025-06-18");
-    both_up(&a, &b);
+    let mut r = started(&cfg, &a, &b);
     // A accepts what is written and answers nothing.
     a.signal("STOP");
     let t0 = Instant::now();

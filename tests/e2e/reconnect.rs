@@ -425,12 +425,7 @@ fn a_get_stream_closed_at_once_is_reopened_at_the_servers_reconnect_pace() {
     );
     let init = r.initialize("2025-11-25");
     assert!(init["result"].is_object(), "{init}");
-    let gets = || {
-        read_lines(&record)
-            .iter()
-            .filter(|l| l.starts_with("GET /mcp"))
-            .count()
-    };
+    let gets = || recorded(&record, "GET /mcp");
     assert!(wait_until(WAIT, || gets() >= 1), "{}", r.stderr());
     let first = gets();
     thread::sleep(Duration::from_secs(2));

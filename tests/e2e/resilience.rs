@@ -212,10 +212,7 @@ fn failing_http_server(fail: &std::path::Path, record: &std::path::Path) -> NetS
 }
 
 fn tools_calls_seen(record: &std::path::Path) -> usize {
-    read_lines(record)
-        .iter()
-        .filter(|l| l.starts_with("POST /mcp tools/call"))
-        .count()
+    recorded(record, "POST /mcp tools/call")
 }
 
 #[test]

@@ -359,6 +359,15 @@ pub fn read_lines(path: &Path) -> Vec<String> {
     s.lines().map(str::to_owned).collect()
 }
 
+/// How many lines of the record file at `path` start with `prefix` (the test servers'
+/// `--record`: one line per request they saw).
+pub fn recorded(path: &Path, prefix: &str) -> usize {
+    read_lines(path)
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
